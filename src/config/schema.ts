@@ -1,0 +1,195 @@
+/**
+ * The configuration file's one JSON Schema (draft-07) and the type it validates
+ * to. Defaults live in the schema (`default`), so ajv fills them in one place;
+ * `config/smtp-tarpit.schema.json` is generated from CONFIG_SCHEMA for editors
+ * and test/config/schema.test.ts fails when the two drift apart.
+ *
+ * Units: durations are seconds, sizes are bytes.
+ */
+
+/** An address to listen on or connect to: `host:port`, IPv6 as `[::1]:2525`. */
+const ENDPOINT = { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[^:\\[\\]\\s]+):[0-9]{1,5}$' } as const;
+const SECONDS = { type: 'number', exclusiveMinimum: 0 } as const;
+
+export const CONFIG_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://smtp-tarpit.invalid/schema/smtp-tarpit.json',
+  title: 'smtp-tarpit configuration',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    listen: { ...ENDPOINT, default: '0.0.0.0:25', description: 'Where clients connect: host:port, [::]:25 for IPv6.' },
+    hostname: { type: 'string', minLength: 1, maxLength: 253, description: 'Our name in the banner and EHLO reply. Default: the machine hostname.' },
+    banner: { type: 'string', maxLength: 200, default: '', description: 'Text after "220 <hostname> ESMTP" in the greeting.' },
+    backlog: { type: 'integer', minimum: 1, maximum: 65535, default: 4096, description: 'Listen backlog; Node defaults to 511, which stalled 2,000 simultaneous connects for seconds. The kernel caps it at net.core.somaxconn.' },
+    policies: { type: 'string', default: '../policies', description: 'Directory of policy files, relative to this file.' },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        maxConnections: { type: 'integer', minimum: 1, default: 5000, description: 'Client connections open at once; past it new clients get 421. Each relayed client also uses a backend socket.' },
+        maxConnectionsPerClient: { type: 'integer', minimum: 1, default: 20, description: 'Connections open at once from one client address (like Postfix smtpd_client_connection_count_limit).' },
+        maxMessageSize: { type: 'integer', minimum: 1024, default: 10240000, description: 'Bytes; advertised as SIZE; larger messages get 552 (Postfix message_size_limit default).' },
+        maxLineLength: { type: 'integer', minimum: 512, maximum: 65536, default: 4096, description: 'Longest command line in bytes; RFC 5321 §4.5.3.1.4 asks for 512, extensions need more. Longer lines get 421 and a close.' },
+        maxRecipients: { type: 'integer', minimum: 100, default: 100, description: 'Recipients per message; RFC 5321 §4.5.3.1.8 requires at least 100. More get 452 4.5.3.' },
+        idleTimeout: { ...SECONDS, default: 300, description: 'Seconds a client may stay silent; RFC 5321 §4.5.3.2.7 asks servers to wait at least 5 minutes.' },
+      },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        key: { type: 'string', description: 'PEM private key file. STARTTLS is offered only when key and cert are both set.' },
+        cert: { type: 'string', description: 'PEM certificate chain file.' },
+      },
+    },
+    proxyProtocol: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        trustedProxies: { type: 'array', items: { type: 'string' }, default: [], description: 'Load balancer addresses or CIDRs whose connections start with a PROXY v1 or v2 header. Others are never asked for one.' },
+        timeout: { ...SECONDS, default: 5, description: 'Seconds to wait for the PROXY header.' },
+      },
+    },
+    backend: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        address: { ...ENDPOINT, default: '127.0.0.1:10025', description: 'The real MTA, which must accept XCLIENT from us (Postfix smtpd_authorized_xclient_hosts).' },
+        heloName: { type: 'string', description: 'EHLO name on backend connections before XCLIENT. Default: hostname.' },
+        starttls: { type: 'boolean', default: false, description: 'Use STARTTLS on backend connections (for a backend on another host).' },
+        poolSize: { type: 'integer', minimum: 1, maximum: 10000, default: 50, description: 'Most backend connections open at once (one per relaying client session); keep it under the backend\'s process limit (Postfix default_process_limit, 100).' },
+        warm: { type: 'integer', minimum: 0, default: 4, description: 'Connected, greeted, EHLO\'d spares kept ready so a client does not wait for them.' },
+        idleTimeout: { ...SECONDS, default: 60, description: 'Seconds before an unused spare is closed and replaced; keep it under the backend\'s idle timeout (Postfix smtpd_timeout, 300).' },
+        acquireTimeout: { ...SECONDS, default: 15, description: 'Seconds a client waits for a backend connection when all are busy; then 451 4.4.5.' },
+        timeouts: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Seconds to wait for each backend reply. Each is below what RFC 5321 §4.5.3.2 makes the client wait for us, so the client hears our 451 before it gives up.',
+          properties: {
+            connect: { ...SECONDS, default: 10 },
+            greeting: { ...SECONDS, default: 60, description: 'Client waits 5 min for our MAIL reply.' },
+            command: { ...SECONDS, default: 120, description: 'EHLO, XCLIENT, MAIL, RCPT, RSET; the client waits 5 min.' },
+            dataInit: { ...SECONDS, default: 60, description: 'DATA to 354; the client waits 2 min.' },
+            dataBlock: { ...SECONDS, default: 120, description: 'A body write waiting for the backend to drain; the client waits 3 min per block.' },
+            dataDone: { ...SECONDS, default: 300, description: 'Final dot to reply; the client waits 10 min.' },
+          },
+        },
+        reconnect: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            minDelay: { ...SECONDS, default: 0.1 },
+            maxDelay: { ...SECONDS, default: 30 },
+          },
+        },
+      },
+    },
+    smtp: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        bareLineEndings: {
+          enum: ['reject', 'normalize'],
+          default: 'reject',
+          description: 'Bare CR or LF in message data: reject the message with 550 5.5.2 (like Postfix 3.9 smtpd_forbid_bare_newline), or rewrite them to CRLF. Never forwarded as they are (SMTP smuggling).',
+        },
+        reverseLookup: { type: 'boolean', default: true, description: 'Look up the client\'s forward-confirmed hostname (FCrDNS) to pass to the backend as XCLIENT NAME; off sends NAME=[UNAVAILABLE].' },
+      },
+    },
+    dns: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        servers: { type: 'array', items: { type: 'string' }, default: [], description: 'Resolver addresses (ip or ip:port, [v6]:port); empty uses the system resolver.' },
+        timeout: { ...SECONDS, default: 3, description: 'Seconds per DNS lookup.' },
+      },
+    },
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        listen: { anyOf: [ENDPOINT, { type: 'null' }], default: '127.0.0.1:9325', description: '/metrics, /healthz and /readyz; loopback by default; null turns it off.' },
+      },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+      },
+    },
+    shutdown: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        grace: { ...SECONDS, default: 30, description: 'Seconds in-flight transactions get to finish on SIGTERM before the rest get 421.' },
+      },
+    },
+  },
+} as const;
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type BareLineEndings = 'reject' | 'normalize';
+
+/** The validated, defaulted, frozen configuration. */
+export interface Config {
+  /** The file it came from, or '(defaults)'. */
+  readonly source: string;
+  readonly listen: Endpoint;
+  readonly hostname: string;
+  readonly banner: string;
+  readonly backlog: number;
+  /** Absolute path of the policy directory. */
+  readonly policies: string;
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly maxConnectionsPerClient: number;
+    /** @default 10240000 bytes */
+    readonly maxMessageSize: number;
+    readonly maxLineLength: number;
+    readonly maxRecipients: number;
+    /** seconds */
+    readonly idleTimeout: number;
+  };
+  readonly tls: { readonly key?: string; readonly cert?: string };
+  readonly proxyProtocol: { readonly trustedProxies: readonly string[]; readonly timeout: number };
+  readonly backend: {
+    readonly address: Endpoint;
+    readonly heloName: string;
+    readonly starttls: boolean;
+    readonly poolSize: number;
+    readonly warm: number;
+    readonly idleTimeout: number;
+    readonly acquireTimeout: number;
+    readonly timeouts: {
+      readonly connect: number;
+      readonly greeting: number;
+      readonly command: number;
+      readonly dataInit: number;
+      readonly dataBlock: number;
+      readonly dataDone: number;
+    };
+    readonly reconnect: { readonly minDelay: number; readonly maxDelay: number };
+  };
+  readonly smtp: { readonly bareLineEndings: BareLineEndings; readonly reverseLookup: boolean };
+  readonly dns: { readonly servers: readonly string[]; readonly timeout: number };
+  readonly metrics: { readonly listen: Endpoint | null };
+  readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  readonly shutdown: { readonly grace: number };
+}

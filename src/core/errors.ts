@@ -1,0 +1,78 @@
+/**
+ * Every reply smtp-tarpit gives on its own account, by code. Code compares with
+ * code (`err.code === 'TARPIT_ERR_BACKEND_UNAVAILABLE'`), never with message text.
+ * docs/replies.md lists the same table for admins; test/core/errors.test.ts fails
+ * when the two drift apart.
+ */
+import type { EnhancedCode, FailureCode, Reply } from './reply.js';
+import { replyText, toWire } from './reply.js';
+
+interface ErrorSpec {
+  readonly code: FailureCode;
+  readonly enhanced: EnhancedCode;
+  readonly text: string;
+}
+
+export const ERRORS = {
+  // RFC 3463 X.3.0: other or undefined mail system status; what the trap answers.
+  TARPIT_ERR_INTERNAL: { code: 451, enhanced: '4.3.0', text: 'Internal error, please try again later' },
+  // RFC 3463 X.4.1: no answer from host (connect failed or refused).
+  TARPIT_ERR_BACKEND_UNAVAILABLE: { code: 451, enhanced: '4.4.1', text: 'Mail system unavailable, please try again later' },
+  // RFC 3463 X.4.2: bad connection (backend dropped or timed out mid-transaction).
+  TARPIT_ERR_BACKEND_LOST: { code: 451, enhanced: '4.4.2', text: 'Connection to mail system lost, please try again later' },
+  // RFC 3463 X.4.5: mail system congestion (every pooled connection is busy).
+  TARPIT_ERR_POOL_EXHAUSTED: { code: 451, enhanced: '4.4.5', text: 'Mail system busy, please try again later' },
+  // RFC 3463 X.3.5: system incorrectly configured (backend refuses XCLIENT; relaying
+  // without it would hide the client's address and open the backend as a relay).
+  TARPIT_ERR_BACKEND_NO_XCLIENT: { code: 451, enhanced: '4.3.5', text: 'Mail system not configured to accept mail, please try again later' },
+  // RFC 3463 X.3.2: system not accepting network messages.
+  TARPIT_ERR_SHUTTING_DOWN: { code: 421, enhanced: '4.3.2', text: 'Service shutting down, please try again later' },
+  TARPIT_ERR_TOO_MANY_CONNECTIONS: { code: 421, enhanced: '4.3.2', text: 'Too many connections, please try again later' },
+  // RFC 3463 X.7.0: other security or policy status.
+  TARPIT_ERR_TOO_MANY_FROM_CLIENT: { code: 421, enhanced: '4.7.0', text: 'Too many connections from your address, please try again later' },
+  // RFC 5321 §2.3.8 allows only CRLF as a line ending; bare CR or LF is how SMTP
+  // smuggling hides a second message (CVE-2023-51764). Postfix 3.9 answers the same.
+  TARPIT_ERR_BARE_LINE_ENDING: { code: 550, enhanced: '5.5.2', text: 'Message contains bare <CR> or <LF>; use <CR><LF> line endings' },
+  // RFC 1870 §6.3 and RFC 3463 X.3.4: message too big for system.
+  TARPIT_ERR_MESSAGE_TOO_BIG: { code: 552, enhanced: '5.3.4', text: 'Message exceeds the size limit' },
+  // RFC 5321 §4.5.3.1.10: at least 100 recipients must be accepted; more get 452.
+  TARPIT_ERR_TOO_MANY_RECIPIENTS: { code: 452, enhanced: '4.5.3', text: 'Too many recipients' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+/** A reply that passes the backend's answer through unchanged. */
+export type PassThroughCode = 'TARPIT_ERR_BACKEND_REPLY';
+
+/**
+ * A refusal on its way to the client. `responseCode` and `message` follow
+ * smtp-server's callback contract, so a hook can pass one to its callback as is.
+ */
+export class SmtpReplyError extends Error {
+  override readonly name = 'SmtpReplyError';
+  readonly code: ErrorCode | PassThroughCode;
+  readonly reply: Reply;
+  /** smtp-server writes `${responseCode} ${message}`. */
+  readonly responseCode: number;
+
+  constructor(code: ErrorCode | PassThroughCode, reply: Reply, options?: { cause?: unknown }) {
+    super(replyText(reply), options);
+    this.code = code;
+    this.reply = reply;
+    this.responseCode = reply.code;
+  }
+
+  /** The reply as wire bytes, for sockets that smtp-server does not own. */
+  toWire(): string {
+    return toWire(this.reply);
+  }
+}
+
+export function replyError(code: ErrorCode, options?: { cause?: unknown; text?: string }): SmtpReplyError {
+  const spec: ErrorSpec = ERRORS[code];
+  const reply: Reply = { code: spec.code, enhanced: spec.enhanced, text: options?.text ?? spec.text };
+  return new SmtpReplyError(code, reply, options?.cause === undefined ? undefined : { cause: options.cause });
+}
+
+export function isSmtpReplyError(err: unknown): err is SmtpReplyError {
+  return err instanceof SmtpReplyError;
+}

@@ -1,0 +1,145 @@
+/**
+ * The front door (DESIGN §3 smtp): our own listener accepts every socket,
+ * applies the connection caps, reads a PROXY header from trusted load
+ * balancers, and hands the socket to smtp-server (`server.connect`). Owning
+ * the socket first is what later lets the tarpit hold it cheaply and score
+ * pregreets; here it also lets shutdown drain sessions ourselves, since
+ * smtp-server's close() knows nothing of sockets it did not accept.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { SMTPServer } from 'smtp-server';
+import { replyError, type ErrorCode } from '../core/errors.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../metrics/logger.js';
+import { connectionsTotal, limitHitsTotal, sessionsActive } from '../metrics/registry.js';
+import type { CidrList } from '../policy/lists/cidr-list.js';
+import type { Trap } from '../trap/trap.js';
+import { ConnectionLimits } from './limits.js';
+import { readProxyHeader } from './proxy-header.js';
+
+export interface FrontDeps {
+  readonly config: Config;
+  readonly smtp: SMTPServer;
+  readonly trap: Trap;
+  readonly logger: Logger;
+  readonly trustedProxies: CidrList;
+  /** Hooks in flight for a session id (0 when none, undefined before smtp-server took it). */
+  readonly pendingHooks: (sessionId: string) => number | undefined;
+}
+
+export class Front {
+  private readonly server: Server;
+  private readonly limits: ConnectionLimits;
+  /** Every socket we accepted and have not seen close, by the id smtp-server's session will carry. */
+  private readonly sockets = new Map<string, Socket>();
+  private closing = false;
+
+  constructor(private readonly deps: FrontDeps) {
+    this.limits = new ConnectionLimits(deps.config.limits.maxConnections, deps.config.limits.maxConnectionsPerClient);
+    // pauseOnConnect: nothing is read until smtp-server (or the PROXY reader) wants it.
+    this.server = createServer({ pauseOnConnect: true, noDelay: true }, deps.trap.guard('connect', (socket: Socket) => this.accept(socket)));
+    this.server.on('error', deps.trap.guard('server', (err: Error) => deps.logger.error({ err }, 'listener error')));
+  }
+
+  get shuttingDown(): boolean {
+    return this.closing;
+  }
+
+  get openConnections(): number {
+    return this.limits.open;
+  }
+
+  listen(): Promise<AddressInfo> {
+    const { host, port } = this.deps.config.listen;
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, backlog: this.deps.config.backlog }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  private async accept(socket: Socket): Promise<void> {
+    // A reset from the client must never reach the process as an unhandled 'error'.
+    socket.on('error', () => undefined);
+    if (this.closing) return this.refuse(socket, 'TARPIT_ERR_SHUTTING_DOWN', 'shutting_down');
+    if (this.limits.admit()) {
+      limitHitsTotal.inc({ limit: 'connections' });
+      return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_CONNECTIONS', 'refused_cap');
+    }
+    const id = randomBytes(8).toString('hex');
+    this.sockets.set(id, socket);
+    sessionsActive.inc({ state: 'vetting' });
+    let clientAddress: string | undefined;
+    let vetting = true;
+    socket.once('close', () => {
+      this.sockets.delete(id);
+      this.limits.release();
+      if (clientAddress !== undefined) this.limits.releaseClient(clientAddress);
+      sessionsActive.dec({ state: vetting ? 'vetting' : 'relaying' });
+    });
+
+    let remoteAddress = socket.remoteAddress ?? '';
+    let remotePort = socket.remotePort ?? 0;
+    if (this.deps.trustedProxies.has(remoteAddress)) {
+      try {
+        const header = await readProxyHeader(socket, { timeoutMs: this.deps.config.proxyProtocol.timeout * 1000 });
+        if (header.kind === 'proxied') {
+          remoteAddress = header.remoteAddress;
+          remotePort = header.remotePort;
+        }
+      } catch (err) {
+        connectionsTotal.inc({ result: 'bad_proxy_header' });
+        this.deps.logger.warn({ err, peer: remoteAddress }, 'bad PROXY header from a trusted proxy; closing');
+        socket.destroy();
+        return;
+      }
+    }
+    if (this.limits.admitClient(remoteAddress)) {
+      limitHitsTotal.inc({ limit: 'per_client' });
+      return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', 'refused_per_client');
+    }
+    clientAddress = remoteAddress;
+    connectionsTotal.inc({ result: 'accepted' });
+    vetting = false;
+    sessionsActive.dec({ state: 'vetting' });
+    sessionsActive.inc({ state: 'relaying' });
+    this.deps.smtp.connect(socket, { id, remoteAddress, remotePort });
+  }
+
+  /** Answers at once, before any banner, and closes (RFC 5321 §3.1 allows 421 instead of 220). */
+  private refuse(socket: Socket, code: ErrorCode, result: string): void {
+    connectionsTotal.inc({ result });
+    socket.end(replyError(code).toWire());
+    // A client that never reads must not keep the socket: the reply is a few bytes.
+    setTimeout(() => socket.destroy(), 5000).unref();
+  }
+
+  /**
+   * SIGTERM (DESIGN §4.1): stop accepting; a session with no hook in flight is
+   * told 421 at once; one in the middle of a command gets until `graceSeconds`
+   * to finish it, so no transaction is cut after its 250; what remains after
+   * the grace period is told 421 (the client has no 250, so it retries).
+   */
+  async close(graceSeconds: number): Promise<void> {
+    this.closing = true;
+    const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const deadline = Date.now() + graceSeconds * 1000;
+    const shutdownReply = replyError('TARPIT_ERR_SHUTTING_DOWN').toWire();
+    while (this.sockets.size > 0) {
+      const force = Date.now() >= deadline;
+      for (const [id, socket] of this.sockets) {
+        const pending = this.deps.pendingHooks(id);
+        if (force || pending === undefined || pending === 0) {
+          this.sockets.delete(id);
+          if (socket.writable) socket.end(shutdownReply);
+          setTimeout(() => socket.destroy(), 1000).unref();
+        }
+      }
+      if (this.sockets.size > 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    await listenerClosed;
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * smtp-server's hooks for clean sessions: each relays one command to the
+ * session's own backend connection and answers the client with the backend's
+ * reply, so the client sees 250 only after the backend said 250 (DESIGN §4.1).
+ * All hooks run through the trap (src/trap).
+ */
+import type { Readable } from 'node:stream';
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
+import { replyError, SmtpReplyError } from '../core/errors.js';
+import { replyText, type Reply } from '../core/reply.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../metrics/logger.js';
+import { limitHitsTotal, messagesTotal, recipientsTotal, sessionDuration } from '../metrics/registry.js';
+import type { BackendConnection, MailParams } from '../relay/backend-connection.js';
+import type { BackendPool } from '../relay/pool.js';
+import type { Trap } from '../trap/trap.js';
+import type { ClientNameResolver } from './client-name.js';
+import { DataGuard } from './data-guard.js';
+import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
+import { RelaySession } from './session.js';
+
+export interface HandlerDeps {
+  readonly config: Config;
+  readonly pool: BackendPool;
+  readonly trap: Trap;
+  readonly logger: Logger;
+  readonly names: ClientNameResolver;
+  readonly faults?: FaultPlan | undefined;
+  readonly isShuttingDown: () => boolean;
+}
+
+/** A failure reply from the backend, passed through as it is. */
+function passThrough(reply: Reply): SmtpReplyError {
+  return new SmtpReplyError('TARPIT_ERR_BACKEND_REPLY', reply);
+}
+
+function isPositive(reply: Reply): boolean {
+  return reply.code >= 200 && reply.code < 300;
+}
+
+export class RelayHandlers {
+  readonly sessions = new Map<string, RelaySession>();
+
+  constructor(private readonly deps: HandlerDeps) {}
+
+  /** The hooks, wrapped by the trap, ready for `new SMTPServer({...})`. */
+  hooks() {
+    const { trap } = this.deps;
+    const ctx = (...args: unknown[]) => ({ sessionId: (args.find((a) => isSession(a)) as SMTPServerSession | undefined)?.id });
+    return {
+      onConnect: trap.hook('connect', ctx, (session: SMTPServerSession) => this.connect(session)),
+      onMailFrom: trap.hook('mail', ctx, (address: SMTPServerAddress, session: SMTPServerSession) => this.track(session, () => this.mailFrom(address, session))),
+      onRcptTo: trap.hook('rcpt', ctx, (address: SMTPServerAddress, session: SMTPServerSession) => this.track(session, () => this.rcptTo(address, session))),
+      onData: trap.dataHook(
+        (_stream: Readable, session: SMTPServerSession) => ({ sessionId: session.id }),
+        (stream: Readable, session: SMTPServerSession) => this.track(session, () => this.data(stream as SMTPServerDataStream, session)),
+      ),
+      onClose: trap.guard('quit', (session: SMTPServerSession) => this.close(session)),
+    };
+  }
+
+  private async connect(session: SMTPServerSession): Promise<void> {
+    const rs = new RelaySession(session.id, session.remoteAddress, session.remotePort);
+    this.sessions.set(session.id, rs);
+    rs.clientName = this.deps.names.lookup(session.remoteAddress);
+    await injectFault(this.deps.faults, 'connect', { remoteAddress: session.remoteAddress });
+  }
+
+  private session(session: SMTPServerSession): RelaySession {
+    const rs = this.sessions.get(session.id);
+    if (!rs) throw new Error(`no relay state for session ${session.id}`);
+    return rs;
+  }
+
+  /** Counts a hook in flight, so shutdown waits for it (DESIGN §4.1). */
+  private async track<R>(session: SMTPServerSession, fn: () => Promise<R>): Promise<R> {
+    const rs = this.sessions.get(session.id);
+    if (rs) rs.pending++;
+    try {
+      return await fn();
+    } finally {
+      if (rs) rs.pending--;
+    }
+  }
+
+  private async mailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const rs = this.session(session);
+    rs.stage = 'mail';
+    await injectFault(this.deps.faults, 'mail', { remoteAddress: rs.address, sender: address.address });
+    if (this.deps.isShuttingDown()) throw replyError('TARPIT_ERR_SHUTTING_DOWN');
+    rs.startMessage(address.address);
+    let reply: Reply;
+    try {
+      const backend = await this.backendFor(rs, session);
+      reply = await this.onBackend(rs, () => backend.mailFrom(address.address, mailParams(address, session)));
+    } catch (err) {
+      if (err instanceof SmtpReplyError) this.finishMessage(rs, err.reply);
+      throw err;
+    }
+    if (!isPositive(reply)) {
+      this.finishMessage(rs, reply);
+      throw passThrough(reply);
+    }
+  }
+
+  private async rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const rs = this.session(session);
+    rs.stage = 'rcpt';
+    await injectFault(this.deps.faults, 'rcpt', { remoteAddress: rs.address, sender: rs.current?.from });
+    if (session.envelope.rcptTo.length >= this.deps.config.limits.maxRecipients) {
+      limitHitsTotal.inc({ limit: 'recipients' });
+      throw replyError('TARPIT_ERR_TOO_MANY_RECIPIENTS');
+    }
+    const backend = rs.backend;
+    if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
+    const reply = await this.onBackend(rs, () => backend.rcptTo(address.address));
+    rs.current?.rcpt.push({ address: address.address, reply: `${reply.code} ${replyText(reply)}` });
+    recipientsTotal.inc({ result: replyClass(reply) });
+    if (!isPositive(reply)) {
+      if (reply.code === 421) throw replyError('TARPIT_ERR_BACKEND_LOST');
+      throw passThrough(reply);
+    }
+  }
+
+  private async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const rs = this.session(session);
+    rs.stage = 'body';
+    await injectFault(this.deps.faults, 'data', { remoteAddress: rs.address, sender: rs.current?.from });
+    const backend = rs.backend;
+    if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
+    const guard = new DataGuard({
+      maxBytes: this.deps.config.limits.maxMessageSize,
+      bareLineEndings: this.deps.config.smtp.bareLineEndings,
+    });
+    stream.on('error', (err) => guard.destroy(err));
+    // The guard may fail before the relay listens (while DATA awaits its 354);
+    // the relay reads `guard.errored` then, so the event itself needs no handler.
+    guard.on('error', () => undefined);
+    stream.pipe(guard);
+    let reply: Reply;
+    try {
+      reply = await this.onBackend(rs, () => backend.data(guard));
+    } catch (err) {
+      if (guard.violation) limitHitsTotal.inc({ limit: guard.violation });
+      stream.unpipe(guard);
+      if (err instanceof SmtpReplyError) {
+        this.finishMessage(rs, err.reply, guard.bytes);
+      }
+      throw err;
+    } finally {
+      rs.stage = 'relay';
+    }
+    this.finishMessage(rs, reply, guard.bytes);
+    if (!isPositive(reply)) throw passThrough(reply);
+    return replyText(reply);
+  }
+
+  private close(session: SMTPServerSession): void {
+    const rs = this.sessions.get(session.id);
+    if (!rs) return;
+    this.sessions.delete(session.id);
+    this.releaseBackend(rs);
+    sessionDuration.observe(rs.elapsedSeconds());
+    this.deps.logger.info(
+      {
+        session: rs.id,
+        client: rs.address,
+        port: rs.port,
+        helo: session.hostNameAppearsAs || undefined,
+        tls: session.secure,
+        messages: rs.messages,
+        lastStage: rs.stage,
+        duration: Number(rs.elapsedSeconds().toFixed(3)),
+      },
+      'session',
+    );
+    injectFaultSync(this.deps.faults, 'quit', { remoteAddress: rs.address });
+  }
+
+  /**
+   * The session's backend connection: taken from the pool at its first MAIL,
+   * given the client's identity once (XCLIENT), reset between transactions.
+   */
+  private async backendFor(rs: RelaySession, session: SMTPServerSession): Promise<BackendConnection> {
+    if (rs.backend && !rs.backend.alive) this.releaseBackend(rs);
+    if (rs.backend) {
+      if (rs.backendDirty) {
+        const backend = rs.backend;
+        const reply = await this.onBackend(rs, () => backend.rset());
+        if (!isPositive(reply)) {
+          this.releaseBackend(rs);
+          throw replyError('TARPIT_ERR_BACKEND_LOST');
+        }
+      }
+      rs.backendDirty = true;
+      return rs.backend;
+    }
+    const backend = await this.deps.pool.acquire();
+    rs.backend = backend;
+    try {
+      await backend.xclient({
+        address: rs.address,
+        port: rs.port,
+        name: await (rs.clientName ?? Promise.resolve('[UNAVAILABLE]')),
+        helo: session.hostNameAppearsAs || undefined,
+        proto: session.openingCommand === 'EHLO' ? 'ESMTP' : 'SMTP',
+      });
+    } catch (err) {
+      this.releaseBackend(rs);
+      if (err instanceof SmtpReplyError && err.code === 'TARPIT_ERR_BACKEND_NO_XCLIENT') {
+        this.deps.pool.markUnready(err.message);
+      }
+      throw err;
+    }
+    rs.backendDirty = true;
+    return backend;
+  }
+
+  /** Runs a backend command; a lost connection is released so the next MAIL gets a new one. */
+  private async onBackend(rs: RelaySession, fn: () => Promise<Reply>): Promise<Reply> {
+    try {
+      const reply = await fn();
+      if (reply.code === 421) this.releaseBackend(rs);
+      return reply;
+    } catch (err) {
+      this.releaseBackend(rs);
+      throw err;
+    }
+  }
+
+  private releaseBackend(rs: RelaySession): void {
+    const backend = rs.backend;
+    if (!backend) return;
+    rs.backend = undefined;
+    rs.backendDirty = false;
+    this.deps.pool.release(backend);
+  }
+
+  private finishMessage(rs: RelaySession, reply: Reply, bytes?: number): void {
+    const result = isPositive(reply) ? 'relayed' : reply.code >= 500 ? 'rejected' : 'tempfailed';
+    if (rs.current?.result === undefined && rs.current) messagesTotal.inc({ result });
+    rs.finishMessage(result, reply, bytes);
+  }
+}
+
+function replyClass(reply: Reply): 'accepted' | 'tempfailed' | 'rejected' {
+  return isPositive(reply) ? 'accepted' : reply.code >= 500 ? 'rejected' : 'tempfailed';
+}
+
+function mailParams(address: SMTPServerAddress, session: SMTPServerSession): MailParams {
+  const args = (address.args || {}) as Record<string, string | boolean>;
+  const size = typeof args.SIZE === 'string' ? Number(args.SIZE) : undefined;
+  const body = session.envelope.bodyType === '8bitmime' ? '8BITMIME' : session.envelope.bodyType === '7bit' ? '7BIT' : undefined;
+  return {
+    ...(size !== undefined && Number.isFinite(size) ? { size } : {}),
+    ...(body ? { body } : {}),
+    ...(session.envelope.smtpUtf8 ? { smtputf8: true } : {}),
+  };
+}
+
+function isSession(value: unknown): value is SMTPServerSession {
+  return typeof value === 'object' && value !== null && 'envelope' in value && 'id' in value;
+}

@@ -1,0 +1,148 @@
+/**
+ * The proxy assembled: front door, smtp-server with the relay hooks, backend
+ * pool, metrics listener and trap. `serve` runs one; tests start one on port 0.
+ */
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+import type { Config } from '../config/schema.js';
+import { SmtpReplyError } from '../core/errors.js';
+import { backendPoolSize } from '../metrics/registry.js';
+import { MetricsServer, type Readiness } from '../metrics/http.js';
+import type { Logger } from '../metrics/logger.js';
+import { compileCidrList } from '../policy/lists/cidr-list.js';
+import { BackendPool } from '../relay/pool.js';
+import { Trap } from '../trap/trap.js';
+import { createClientNameResolver, NO_LOOKUP, type ClientNameResolver } from './client-name.js';
+import type { FaultPlan } from './faults.js';
+import { Front } from './front.js';
+import { RelayHandlers } from './handlers.js';
+
+export interface ProxyOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Test-only: make hooks fail on purpose (src/smtp/faults.ts). */
+  readonly faults?: FaultPlan;
+  /** Replaces the DNS-based client name lookup (tests). */
+  readonly names?: ClientNameResolver;
+}
+
+export interface ProxyAddresses {
+  readonly smtp: AddressInfo;
+  readonly metrics: AddressInfo | null;
+}
+
+export class Proxy {
+  readonly trap: Trap;
+  readonly pool: BackendPool;
+  private readonly handlers: RelayHandlers;
+  private readonly smtp: SMTPServer;
+  private readonly front: Front;
+  private readonly metrics: MetricsServer;
+  private listening = false;
+
+  constructor(private readonly options: ProxyOptions) {
+    const { config, logger } = options;
+    this.trap = new Trap(logger);
+    const b = config.backend;
+    this.pool = new BackendPool({
+      backend: {
+        host: b.address.host,
+        port: b.address.port,
+        heloName: b.heloName,
+        tls: b.starttls ? 'starttls' : 'none',
+        tlsOptions: { servername: b.address.host },
+        timeouts: b.timeouts,
+      },
+      size: b.poolSize,
+      warm: b.warm,
+      idleTimeout: b.idleTimeout,
+      acquireTimeout: b.acquireTimeout,
+      reconnect: b.reconnect,
+    });
+    backendPoolSize.set(b.poolSize);
+    const names = options.names ?? (config.smtp.reverseLookup ? createClientNameResolver(config.dns.servers, config.dns.timeout) : NO_LOOKUP);
+    this.handlers = new RelayHandlers({
+      config,
+      pool: this.pool,
+      trap: this.trap,
+      logger,
+      names,
+      faults: options.faults,
+      isShuttingDown: () => this.front.shuttingDown,
+    });
+    this.smtp = new SMTPServer(smtpServerOptions(config, this.handlers));
+    // Without an error listener a client reset inside a transaction kills the process (NOTES.md).
+    this.smtp.on('error', this.trap.guard('server', (err: Error) => logger.debug({ err }, 'client connection error')));
+    this.front = new Front({
+      config,
+      smtp: this.smtp,
+      trap: this.trap,
+      logger,
+      trustedProxies: compileCidrList(
+        config.proxyProtocol.trustedProxies.map((value, i) => ({ value, line: i + 1 })),
+        `${config.source} proxyProtocol.trustedProxies`,
+      ),
+      pendingHooks: (id) => this.handlers.sessions.get(id)?.pending,
+    });
+    this.metrics = new MetricsServer(() => this.readiness());
+  }
+
+  /** Checks the backend (exits early on a backend that refuses XCLIENT), then listens. */
+  async start(): Promise<ProxyAddresses> {
+    try {
+      await this.pool.probe();
+    } catch (err) {
+      // A backend that is down may come back: serve and answer 451 meanwhile.
+      // One that refuses XCLIENT is misconfigured: relaying anyway would hide
+      // every client behind our address (the open-relay trap), so stop here.
+      if (!(err instanceof SmtpReplyError) || err.code !== 'TARPIT_ERR_BACKEND_UNAVAILABLE') throw err;
+      this.options.logger.warn({ err, backend: this.options.config.backend.address }, 'backend unreachable at start-up; clients get 451 until it answers');
+    }
+    this.pool.start();
+    const smtp = await this.front.listen();
+    this.listening = true;
+    const metrics = this.options.config.metrics.listen ? await this.metrics.listen(this.options.config.metrics.listen) : null;
+    this.options.logger.info({ listen: smtp, metrics, backend: this.options.config.backend.address }, 'smtp-tarpit listening');
+    return { smtp, metrics };
+  }
+
+  readiness(): Readiness {
+    const pool = this.pool.health();
+    const ready = this.listening && !this.front.shuttingDown && pool.ready;
+    const reason = !this.listening ? 'not listening' : this.front.shuttingDown ? 'shutting down' : pool.reason;
+    return { ready, reason: ready ? undefined : reason, connections: this.front.openConnections, pool };
+  }
+
+  /** SIGTERM: drain (see Front.close), then close the pool and the metrics listener. */
+  async stop(graceSeconds = this.options.config.shutdown.grace): Promise<void> {
+    await this.front.close(graceSeconds);
+    await this.pool.close();
+    await this.metrics.close();
+    this.options.logger.info('smtp-tarpit stopped');
+  }
+}
+
+function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerOptions {
+  const tls = config.tls.key !== undefined && config.tls.cert !== undefined;
+  return {
+    name: config.hostname,
+    banner: config.banner,
+    size: config.limits.maxMessageSize,
+    maxCommandLength: config.limits.maxLineLength,
+    socketTimeout: config.limits.idleTimeout * 1000,
+    // No AUTH on port 25; STARTTLS only with our own certificate: smtp-server's
+    // built-in one has a publicly known key (NOTES.md).
+    disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    authOptional: true,
+    ...(tls ? { key: readFileSync(config.tls.key as string), cert: readFileSync(config.tls.cert as string) } : {}),
+    // Backend replies are passed through with their own enhanced status codes
+    // (550 5.7.1 stays 5.7.1); smtp-server would prefix a second, guessed one.
+    hideENHANCEDSTATUSCODES: true,
+    hideDSN: true,
+    // Our front door reads PROXY headers and resolves names itself.
+    disableReverseLookup: true,
+    logger: false,
+    ...handlers.hooks(),
+  };
+}

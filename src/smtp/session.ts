@@ -1,0 +1,67 @@
+/**
+ * What we keep per client session beside smtp-server's own session object:
+ * the backend connection it holds, its transactions and their results. It is
+ * summarised in one JSON log line when the session ends (DESIGN §6).
+ */
+import type { Reply } from '../core/reply.js';
+import { replyText } from '../core/reply.js';
+import type { Stage } from '../core/stage.js';
+import type { BackendConnection } from '../relay/backend-connection.js';
+
+export type MessageResult = 'relayed' | 'tempfailed' | 'rejected' | 'aborted';
+
+export interface RecipientRecord {
+  readonly address: string;
+  readonly reply: string;
+}
+
+export interface MessageRecord {
+  readonly from: string;
+  readonly rcpt: RecipientRecord[];
+  result?: MessageResult;
+  reply?: string;
+  bytes?: number;
+}
+
+export class RelaySession {
+  readonly startedAt = performance.now();
+  backend: BackendConnection | undefined;
+  /** A transaction was started on `backend`; the next MAIL needs RSET first. */
+  backendDirty = false;
+  /** Hooks in flight: a shutdown waits for these so it never cuts a transaction. */
+  pending = 0;
+  stage: Stage = 'connect';
+  readonly messages: MessageRecord[] = [];
+  /** Resolves to the FCrDNS name (or [UNAVAILABLE]) started at connect. */
+  clientName: Promise<string> | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly address: string,
+    readonly port: number,
+  ) {}
+
+  get current(): MessageRecord | undefined {
+    return this.messages[this.messages.length - 1];
+  }
+
+  startMessage(from: string): MessageRecord {
+    const record: MessageRecord = { from, rcpt: [] };
+    // Bounded: a client may loop MAIL/RSET forever; the log keeps the last 50.
+    if (this.messages.length >= 50) this.messages.shift();
+    this.messages.push(record);
+    return record;
+  }
+
+  finishMessage(result: MessageResult, reply: Reply | string, bytes?: number): void {
+    const current = this.current;
+    if (!current || current.result) return;
+    current.result = result;
+    current.reply = typeof reply === 'string' ? reply : `${reply.code} ${replyText(reply)}`;
+    if (bytes !== undefined) current.bytes = bytes;
+  }
+
+  elapsedSeconds(): number {
+    return (performance.now() - this.startedAt) / 1000;
+  }
+}

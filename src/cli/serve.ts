@@ -32,7 +32,8 @@ export async function runServe(args: ServeArgs): Promise<number> {
   try {
     await proxy.start();
   } catch (err) {
-    const why = err instanceof SmtpReplyError ? err.message : (err as Error).message;
+    // The operator needs the backend's reason (the cause), not the client-facing reply.
+    const why = err instanceof SmtpReplyError && err.cause instanceof Error ? `${err.cause.message} (${err.code})` : (err as Error).message;
     logger.fatal({ err }, `cannot start: ${why}`);
     console.error(`smtp-tarpit: cannot start: ${why}`);
     logger.flush();

@@ -76,7 +76,7 @@ export const backendConnectsTotal = new Counter({
 
 export const backendReplySeconds = new Histogram({
   name: 'smtp_tarpit_backend_reply_seconds',
-  help: 'Backend reply latency by command (connect, greeting, ehlo, xclient, mail, rcpt, data, dot, rset, quit).',
+  help: 'Backend reply latency by command (connect, greeting, ehlo, starttls, xclient, mail, rcpt, data, dot, rset, quit).',
   labelNames: ['command'] as const,
   buckets: LATENCY_BUCKETS,
   registers: [registry],

@@ -156,6 +156,12 @@ export class BackendConnection {
     }
     this.#xclientSent = true;
     const reply = await this.#command(buildXclientCommand(client, offered), 'xclient', this.#timeouts.command);
+    // A 421 here is the backend closing (an idle timeout racing our XCLIENT, a
+    // restart), not a refusal of XCLIENT: report a lost connection, so nobody
+    // marks the pool unready over it.
+    if (reply.code === 421) {
+      throw replyError('TARPIT_ERR_BACKEND_LOST', { cause: new Error(`backend answered XCLIENT with ${describe(reply)}`) });
+    }
     // Postfix restarts the session and greets again with 220.
     if (reply.code !== 220) {
       throw replyError('TARPIT_ERR_BACKEND_NO_XCLIENT', { cause: new Error(`backend answered XCLIENT with ${describe(reply)}`) });

@@ -15,6 +15,7 @@ import { SmtpReplyError, replyError } from '../core/errors.js';
 import {
   backendConnectsTotal,
   backendPoolConnections,
+  backendPoolSize,
   backendPoolWaitSeconds,
   backendUp,
   limitHitsTotal,
@@ -77,6 +78,7 @@ export class BackendPool {
 
   constructor(options: PoolOptions) {
     this.#options = { ...options, warm: Math.min(options.warm, options.size) };
+    backendPoolSize.set(options.size);
     this.#sync();
   }
 
@@ -269,6 +271,8 @@ export class BackendPool {
     if (this.#closed) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
+      // Timers may fire a hair before performance.now() agrees; the wait is over.
+      this.#downUntil = 0;
       this.#pump();
     }, delay * 1000);
     this.#retryTimer.unref();

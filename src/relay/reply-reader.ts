@@ -42,7 +42,7 @@ export class ReplyReader {
 
   /** Parses as many complete replies as `chunk` finishes; throws ReplyProtocolError. */
   feed(chunk: Buffer): Reply[] {
-    let data = this.#pending.length > 0 ? append(this.#pending, chunk) : chunk;
+    let data = this.#pending.length > 0 ? Buffer.concat([this.#pending, chunk]) : chunk;
     const replies: Reply[] = [];
     for (;;) {
       const lf = data.indexOf(0x0a);
@@ -98,11 +98,3 @@ function buildReply(code: number, lines: readonly string[]): Reply {
   return { code, enhanced, text };
 }
 
-// Buffer.concat does not type-check with @types/node 20.9 under TypeScript 5.9
-// (Buffer vs Uint8Array<ArrayBufferLike>); set() takes ArrayLike.
-function append(head: Buffer, tail: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(head.length + tail.length);
-  out.set(head, 0);
-  out.set(tail, head.length);
-  return out;
-}

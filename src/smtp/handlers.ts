@@ -208,7 +208,7 @@ export class RelayHandlers {
     } catch (err) {
       this.releaseBackend(rs);
       if (err instanceof SmtpReplyError && err.code === 'TARPIT_ERR_BACKEND_NO_XCLIENT') {
-        this.deps.pool.markUnready(err.message);
+        this.deps.pool.markUnready(err.cause instanceof Error ? err.cause.message : err.message);
       }
       throw err;
     }

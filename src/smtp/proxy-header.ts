@@ -106,7 +106,7 @@ export async function readProxyHeader(socket: net.Socket, options: ReadProxyHead
 
     const onData = (chunk: Buffer | string): void => {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : chunk;
-      buffered = buffered.length === 0 ? bytes : append(buffered, bytes);
+      buffered = buffered.length === 0 ? bytes : Buffer.concat([buffered, bytes]);
       let step: ParseStep;
       try {
         step = parseProxyHeader(buffered, maxBytes);
@@ -157,11 +157,6 @@ function startsWithPrefixOf(buf: Buffer, prefix: Buffer): boolean {
   return true;
 }
 
-// Buffer.concat and Buffer#equals do not type-check with @types/node 20.9 under
-// TypeScript 5.9 (Buffer vs Uint8Array<ArrayBufferLike>); set() takes ArrayLike.
-function append(head: Buffer, tail: Buffer): Buffer {
-  return Buffer.concat([head, tail]);
-}
 
 function parseV1(buf: Buffer): ParseStep {
   const lf = buf.indexOf(0x0a);

@@ -18,6 +18,8 @@ export interface FakeBackendOptions {
   greeting?: string;
   /** Reply to the first XCLIENT. @default '220 fake.test ESMTP\r\n' */
   xclientReply?: string;
+  /** Reply to an EHLO that follows a successful XCLIENT (e.g. a HELO restriction). */
+  ehloAfterXclient?: string;
   /** RCPT addresses matching this get 550 5.1.1. */
   rejectRcpt?: RegExp;
   /** Milliseconds to wait before answering a command (by its verb, upper-case); Infinity never answers. */
@@ -153,6 +155,7 @@ export class FakeBackend {
     if (scripted !== undefined) return this.#reply(socket, verb, scripted);
     switch (verb) {
       case 'EHLO': {
+        if (state.xclientDone && this.options.ehloAfterXclient !== undefined) return this.#reply(socket, verb, this.options.ehloAfterXclient);
         const xclient = this.options.xclient ?? 'NAME ADDR PORT PROTO HELO LOGIN';
         const keywords = [...(this.options.extensions ?? DEFAULT_EXTENSIONS), ...(xclient === false ? [] : [`XCLIENT ${xclient}`])];
         const lines = ['fake.test', ...keywords];

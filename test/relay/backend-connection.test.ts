@@ -253,7 +253,15 @@ test('a 421 reply is returned and marks the connection dead', async (t) => {
   await conn.quit(); // never throws, even on a dead connection
 });
 
-test('a 4xx to the EHLO after XCLIENT passes the backend reply through', async (t) => {
-  const { conn } = await setup(t, { replies: { EHLO: '250 fake.test\r\n' } });
-  assert.equal(conn.supportsXclient(['ADDR']), false);
+test("a refusal of the client's HELO after XCLIENT is passed through as the backend's reply", async (t) => {
+  const { conn } = await setup(t, { ehloAfterXclient: '504 5.5.2 <bad>: Helo command rejected: need fully-qualified hostname\r\n' });
+  const err = await rejectsWith(conn.xclient({ ...CLIENT, helo: 'bad' }), 'TARPIT_ERR_BACKEND_REPLY');
+  assert.equal(err.reply.code, 504);
+  assert.equal(err.reply.enhanced, '5.5.2');
+});
+
+test('a 421 in answer to XCLIENT (backend closing) is TARPIT_ERR_BACKEND_LOST, not NO_XCLIENT', async (t) => {
+  const { conn } = await setup(t, { xclientReply: '421 4.4.2 fake.test Error: timeout exceeded\r\n' });
+  await rejectsWith(conn.xclient(CLIENT), 'TARPIT_ERR_BACKEND_LOST');
+  assert.equal(conn.alive, false);
 });

@@ -1,0 +1,112 @@
+/**
+ * The command line as an admin uses it: --version, check with located errors,
+ * serve with flag overrides, SIGHUP with a broken file, SIGTERM, and a refusal
+ * to start in front of a backend that does not accept XCLIENT.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
+import { startBackend } from '../helpers/smtp-backend.js';
+
+const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
+
+function run(...args: string[]) {
+  return spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8' });
+}
+
+test('--version prints the package version', () => {
+  const r = run('--version');
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.trim(), (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version);
+});
+
+test('--help lists serve, check and version; serve --help lists the override flags', () => {
+  const r = run('--help');
+  for (const c of ['serve', 'check', 'version']) assert.match(r.stdout, new RegExp(`smtp-tarpit ${c}`));
+  const s = run('serve', '--help');
+  for (const f of ['--config', '--listen', '--backend', '--metrics', '--policies']) assert.match(s.stdout, new RegExp(f));
+});
+
+test('check passes the shipped configuration and fails a broken one with file:line: reason, exit 1', (t) => {
+  assert.equal(run('check', '--config', 'config/smtp-tarpit.yaml').status, 0);
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'listen: "127.0.0.1:25"\nbackend:\n  adress: "127.0.0.1:10025"\n');
+  const r = run('check', '--config', bad);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr.trim(), `${bad}:3:3: backend.adress: unknown setting (check the spelling; see config/smtp-tarpit.schema.json)`);
+});
+
+test('an unknown option is refused', () => {
+  assert.notEqual(run('serve', '--lisen', '127.0.0.1:25').status, 0);
+});
+
+async function firstLogLine(child: ChildProcess, match: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  const lines = createInterface({ input: child.stdout! });
+  return new Promise((resolve, reject) => {
+    lines.on('line', (line) => {
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        if (match(parsed)) resolve(parsed);
+      } catch {
+        // not JSON
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited ${code}`)));
+  });
+}
+
+test('serve relays with flags overriding the file, survives SIGHUP with a broken file, and exits 0 on SIGTERM', async (t) => {
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'smtp-tarpit.yaml');
+  writeFileSync(config, readFileSync('config/smtp-tarpit.yaml', 'utf8').replace('reverseLookup: true', 'reverseLookup: false'));
+  const child = spawn(process.execPath, [...CLI, 'serve', '--config', config, '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend.port}`, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  const ready = await firstLogLine(child, (l) => l.msg === 'smtp-tarpit listening');
+  const port = (ready.listen as { port: number }).port;
+  const metricsPort = (ready.metrics as { port: number }).port;
+
+  const client = await SmtpClient.open({ port });
+  await client.command('EHLO cli.example');
+  assert.equal((await client.send('a@sender.example', ['b@dest.example'], wireBody('Subject: cli\n\nx\n'))).end?.code, 250);
+  await client.quit();
+
+  writeFileSync(config, 'listen: [broken\n');
+  const reloadFailed = firstLogLine(child, (l) => l.msg === 'reload failed; the running configuration stays in force');
+  child.kill('SIGHUP');
+  const failure = await reloadFailed;
+  assert.match(JSON.stringify(failure.errors), /smtp-tarpit\.yaml:\d+:\d+/);
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  assert.match(metrics, /smtp_tarpit_config_reloads_total\{result="error"\} 1/);
+  const again = await SmtpClient.open({ port });
+  await again.command('EHLO cli.example');
+  assert.equal((await again.send('a@sender.example', ['b@dest.example'], wireBody('x\n'))).end?.code, 250);
+  await again.quit();
+
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.equal(backend.messages.length, 2);
+});
+
+test('serve refuses to start in front of a backend that does not offer XCLIENT', async (t) => {
+  const backend = await startBackend({ xclient: false });
+  t.after(() => backend.close());
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [...CLI, 'serve', '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend.port}`, '--metrics', 'off'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.once('exit', (code) => resolve({ code, stderr }));
+  });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot start: .*XCLIENT/i);
+});

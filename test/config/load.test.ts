@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigErrors } from '../../src/config/config-error.js';
+import { defaultConfig, loadConfigFile, loadConfigText } from '../../src/config/load.js';
+
+function errorsOf(text: string, overrides = {}): string[] {
+  try {
+    loadConfigText(text, 'site.yaml', overrides);
+  } catch (err) {
+    assert.ok(err instanceof ConfigErrors);
+    return err.errors.map((e) => e.message);
+  }
+  assert.fail('expected the configuration to be refused');
+}
+
+test('the shipped configuration is valid and safe for a public port 25', () => {
+  const c = loadConfigFile('config/smtp-tarpit.yaml');
+  assert.deepEqual(c.listen, { host: '0.0.0.0', port: 25 });
+  assert.deepEqual(c.backend.address, { host: '127.0.0.1', port: 10025 });
+  assert.equal(c.smtp.bareLineEndings, 'reject');
+  assert.equal(c.metrics.listen?.host, '127.0.0.1', 'metrics stay on loopback');
+  assert.ok(c.limits.maxMessageSize > 0 && c.limits.maxConnections > 0 && c.limits.maxConnectionsPerClient > 0);
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.backend.timeouts));
+});
+
+test('defaults fill every setting an empty file leaves out', () => {
+  const c = defaultConfig();
+  assert.equal(c.backlog, 4096);
+  assert.equal(c.backend.timeouts.dataDone, 300);
+  assert.equal(c.limits.maxRecipients, 100);
+});
+
+test('backend timeouts stay below what RFC 5321 §4.5.3.2 makes a client wait for us', () => {
+  const t = defaultConfig().backend.timeouts;
+  assert.ok(t.command < 300 && t.greeting < 300, 'MAIL and RCPT replies: client waits 5 min');
+  assert.ok(t.dataInit < 120, 'DATA reply: client waits 2 min');
+  assert.ok(t.dataBlock < 180, 'data block: client waits 3 min');
+  assert.ok(t.dataDone < 600, 'final dot: client waits 10 min');
+});
+
+test('an unknown key is refused with file, line, column and its dotted name', () => {
+  assert.deepEqual(errorsOf('listen: "127.0.0.1:25"\nlimits:\n  maxConections: 3\n'), [
+    'site.yaml:3:3: limits.maxConections: unknown setting (check the spelling; see config/smtp-tarpit.schema.json)',
+  ]);
+});
+
+test('every mistake is reported at once, each at its own line', () => {
+  const errors = errorsOf('listen: 25\nsmtp:\n  bareLineEndings: keep\nbackend:\n  poolSize: 0\n');
+  assert.equal(errors.length, 3, errors.join('\n'));
+  assert.ok(errors.some((e) => e.startsWith('site.yaml:1:9: listen:')));
+  assert.ok(errors.includes('site.yaml:3:20: smtp.bareLineEndings: must be one of "reject", "normalize"'));
+  assert.ok(errors.some((e) => e.startsWith('site.yaml:5:13: backend.poolSize:')));
+});
+
+test('a YAML syntax error names its line', () => {
+  const [first] = errorsOf('listen: "127.0.0.1:25"\nlimits: [\n');
+  assert.match(first ?? '', /^site\.yaml:\d+:\d+: /);
+});
+
+test('IPv6 endpoints are written in brackets and parsed', () => {
+  const c = loadConfigText('listen: "[::1]:2525"\nbackend:\n  address: "[::1]:10025"\n', 'v6.yaml');
+  assert.deepEqual(c.listen, { host: '::1', port: 2525 });
+  assert.deepEqual(c.backend.address, { host: '::1', port: 10025 });
+  assert.ok(errorsOf('listen: "::1:2525"\n')[0]?.includes('must be host:port'));
+});
+
+test('command-line flags override the file, and a bad flag is blamed on the flag', () => {
+  const c = loadConfigText('listen: "127.0.0.1:25"\n', 'site.yaml', { listen: '127.0.0.1:2525', backend: '[::1]:10026', metrics: 'off' });
+  assert.equal(c.listen.port, 2525);
+  assert.deepEqual(c.backend.address, { host: '::1', port: 10026 });
+  assert.equal(c.metrics.listen, null);
+  assert.deepEqual(errorsOf('{}', { listen: 'nonsense' }), ['command line: --listen: must be host:port (IPv6 as [::1]:25)']);
+});
+
+test('settings that only make sense together are checked together', () => {
+  assert.ok(errorsOf('tls:\n  key: /k.pem\n').some((e) => e.includes('set both key and cert')));
+  assert.ok(errorsOf('backend:\n  poolSize: 2\n  warm: 5\n').some((e) => e.includes('backend.warm')));
+});

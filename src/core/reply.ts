@@ -19,11 +19,6 @@ export interface Reply {
   readonly text: string;
 }
 
-export interface FailureReply extends Reply {
-  readonly code: FailureCode | number;
-  readonly enhanced: EnhancedCode;
-}
-
 /** RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets including CRLF. */
 export const MAX_REPLY_LINE = 512;
 

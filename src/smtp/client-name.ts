@@ -16,7 +16,7 @@ export interface ClientNameResolver {
 }
 
 /** Used when `smtp.reverseLookup` is off: the backend is told honestly that there is no name. */
-export const NO_LOOKUP: ClientNameResolver = { lookup: async () => NAME_UNAVAILABLE };
+export const NO_LOOKUP: ClientNameResolver = { lookup: () => Promise.resolve(NAME_UNAVAILABLE) };
 
 const TEMPORARY = new Set(['ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'EREFUSED', 'ECANCELLED']);
 

@@ -72,13 +72,13 @@ export class Front {
     const id = randomBytes(8).toString('hex');
     this.sockets.set(id, socket);
     sessionsActive.inc({ state: 'vetting' });
-    let clientAddress: string | undefined;
-    let vetting = true;
+    // Filled in as the socket passes each gate; read when it closes.
+    const admitted: { client?: string } = {};
     socket.once('close', () => {
       this.sockets.delete(id);
       this.limits.release();
-      if (clientAddress !== undefined) this.limits.releaseClient(clientAddress);
-      sessionsActive.dec({ state: vetting ? 'vetting' : 'relaying' });
+      if (admitted.client !== undefined) this.limits.releaseClient(admitted.client);
+      sessionsActive.dec({ state: admitted.client === undefined ? 'vetting' : 'relaying' });
     });
 
     let remoteAddress = socket.remoteAddress ?? '';
@@ -101,9 +101,8 @@ export class Front {
       limitHitsTotal.inc({ limit: 'per_client' });
       return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', 'refused_per_client');
     }
-    clientAddress = remoteAddress;
+    admitted.client = remoteAddress;
     connectionsTotal.inc({ result: 'accepted' });
-    vetting = false;
     sessionsActive.dec({ state: 'vetting' });
     sessionsActive.inc({ state: 'relaying' });
     this.deps.smtp.connect(socket, { id, remoteAddress, remotePort });

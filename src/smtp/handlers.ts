@@ -46,7 +46,7 @@ export class RelayHandlers {
   /** The hooks, wrapped by the trap, ready for `new SMTPServer({...})`. */
   hooks() {
     const { trap } = this.deps;
-    const ctx = (...args: unknown[]) => ({ sessionId: (args.find((a) => isSession(a)) as SMTPServerSession | undefined)?.id });
+    const ctx = (...args: unknown[]) => ({ sessionId: args.find(isSession)?.id });
     return {
       onConnect: trap.hook('connect', ctx, (session: SMTPServerSession) => this.connect(session)),
       onMailFrom: trap.hook('mail', ctx, (address: SMTPServerAddress, session: SMTPServerSession) => this.track(session, () => this.mailFrom(address, session))),

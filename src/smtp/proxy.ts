@@ -124,7 +124,8 @@ export class Proxy {
 }
 
 function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerOptions {
-  const tls = config.tls.key !== undefined && config.tls.cert !== undefined;
+  const { key, cert } = config.tls;
+  const tls = key !== undefined && cert !== undefined;
   return {
     name: config.hostname,
     banner: config.banner,
@@ -135,7 +136,7 @@ function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerO
     // built-in one has a publicly known key (NOTES.md).
     disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     authOptional: true,
-    ...(tls ? { key: readFileSync(config.tls.key as string), cert: readFileSync(config.tls.cert as string) } : {}),
+    ...(tls ? { key: readFileSync(key), cert: readFileSync(cert) } : {}),
     // Backend replies are passed through with their own enhanced status codes
     // (550 5.7.1 stays 5.7.1); smtp-server would prefix a second, guessed one.
     hideENHANCEDSTATUSCODES: true,

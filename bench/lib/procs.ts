@@ -1,0 +1,218 @@
+/**
+ * The processes the relay bench starts (smtp-sink, the proxy, smtp-source
+ * runs), all tracked so that stopAll() ends every one of them, on success,
+ * on error and on SIGINT/SIGTERM.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readSync, fstatSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { join } from 'node:path';
+
+const children = new Set<ChildProcess>();
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+/** SIGTERM to every child still running, SIGKILL to any left after `graceMs`. */
+export async function stopAll(graceMs = 3000): Promise<void> {
+  const left = [...children];
+  for (const child of left) child.kill('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (children.size > 0 && Date.now() < deadline) await sleep(50);
+  for (const child of children) child.kill('SIGKILL');
+}
+
+/** Last resort on process exit: synchronous SIGKILL. */
+export function killAllSync(): void {
+  for (const child of children) child.kill('SIGKILL');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function requireExecutable(path: string): void {
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new Error(
+      `${path} not found. The relay bench needs Postfix's smtp-sink and smtp-source: ` +
+        `echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && apt-get install -y postfix`,
+    );
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForGreeting(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.once('data', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+      setTimeout(() => (s.destroy(), resolve(false)), 500);
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing greets on 127.0.0.1:${port}`);
+    await sleep(50);
+  }
+}
+
+export interface ProcStats {
+  /** user + system CPU, ms */
+  readonly cpuMs: number;
+  readonly rssKb: number;
+  readonly hwmKb: number;
+}
+
+const TICKS_PER_S = 100; // getconf CLK_TCK on Linux
+
+export function procStats(pid: number): ProcStats {
+  const stat = readText(`/proc/${pid}/stat`);
+  // Fields after the "(comm)" may not be split naively: comm can hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  const status = readText(`/proc/${pid}/status`);
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { cpuMs: ((utime + stime) * 1000) / TICKS_PER_S, rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+}
+
+function readText(path: string): string {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(8192);
+    const n = readSync(fd, buf, 0, buf.length, null);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface Sink {
+  readonly port: number;
+  readonly pid: number;
+  /** Messages the sink has received (its -c counter), read from its output file. */
+  messages(): number;
+}
+
+/** smtp-sink on 127.0.0.1 (advertises XCLIENT, accepts everything), counting with -c. */
+export async function startSink(dir: string): Promise<Sink> {
+  const port = await freePort();
+  const out = join(dir, 'smtp-sink.out');
+  writeFileSync(out, '');
+  const fd = openSync(out, 'a');
+  const args = [...(process.getuid?.() === 0 ? ['-u', 'postfix'] : []), '-c', '-m', '2048', `127.0.0.1:${port}`, '1024'];
+  const child = track(spawn('/usr/sbin/smtp-sink', args, { stdio: ['ignore', fd, fd] }));
+  closeSync(fd);
+  await waitForGreeting(port, 5000);
+  return {
+    port,
+    pid: child.pid as number,
+    messages() {
+      const fd = openSync(out, 'r');
+      try {
+        const size = fstatSync(fd).size;
+        const len = Math.min(size, 512);
+        const buf = Buffer.alloc(len);
+        readSync(fd, buf, 0, len, size - len);
+        const all = [...buf.toString('latin1').matchAll(/mesg=(\d+)/g)];
+        return all.length > 0 ? Number(all[all.length - 1]?.[1]) : 0;
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
+}
+
+export interface SourceRun {
+  readonly ms: number;
+  readonly rc: number | null;
+  readonly stderr: string;
+}
+
+/** One smtp-source run; a run that outlives `timeoutMs` is killed (rc null). */
+export function runSource(args: readonly string[], timeoutMs: number): Promise<SourceRun> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = track(spawn('/usr/sbin/smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let stderr = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (s: string) => {
+      if (stderr.length < 4000) stderr += s;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => (clearTimeout(timer), reject(err)));
+    child.once('close', (rc) => {
+      clearTimeout(timer);
+      resolve({ ms: performance.now() - started, rc, stderr: stderr.trim() });
+    });
+  });
+}
+
+export interface ProxyProcess {
+  readonly pid: number;
+  readonly port: number;
+  stats(): ProcStats;
+  /** Log output (stderr) so far, for error reports. */
+  output(): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<number | null>;
+}
+
+/** `node --import tsx bench/lib/proxy-main.ts <yaml>`, extra node flags first. */
+export function startProxy(root: string, configFile: string, nodeFlags: readonly string[] = []): Promise<ProxyProcess> {
+  return new Promise((resolve, reject) => {
+    const child = track(
+      spawn(process.execPath, [...nodeFlags, '--import', 'tsx', join(root, 'bench/lib/proxy-main.ts'), configFile], {
+        cwd: root,
+        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      }),
+    );
+    let output = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (s: string) => {
+      if (output.length < 20000) output += s;
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`proxy did not start within 30 s:\n${output}`));
+    }, 30000);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`proxy exited (${code}) before it was ready:\n${output}`));
+    });
+    child.on('message', (m: { ready?: number }) => {
+      if (typeof m.ready !== 'number') return;
+      clearTimeout(timer);
+      resolve({
+        pid: child.pid as number,
+        port: m.ready,
+        stats: () => procStats(child.pid as number),
+        output: () => output,
+        async stop() {
+          if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+          child.kill('SIGTERM');
+          const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+          const code = await exited;
+          clearTimeout(t);
+          return code;
+        },
+      });
+    });
+  });
+}

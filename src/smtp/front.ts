@@ -15,6 +15,7 @@ import type { Logger } from '../metrics/logger.js';
 import { connectionsTotal, limitHitsTotal, sessionsActive } from '../metrics/registry.js';
 import type { CidrList } from '../policy/lists/cidr-list.js';
 import type { Trap } from '../trap/trap.js';
+import { handOver } from './hand-over.js';
 import { ConnectionLimits } from './limits.js';
 import { readProxyHeader } from './proxy-header.js';
 
@@ -105,7 +106,7 @@ export class Front {
     connectionsTotal.inc({ result: 'accepted' });
     sessionsActive.dec({ state: 'vetting' });
     sessionsActive.inc({ state: 'relaying' });
-    this.deps.smtp.connect(socket, { id, remoteAddress, remotePort });
+    handOver(this.deps.smtp, socket, { id, remoteAddress, remotePort });
   }
 
   /** Answers at once, before any banner, and closes (RFC 5321 §3.1 allows 421 instead of 220). */

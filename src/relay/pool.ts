@@ -11,6 +11,7 @@
  * starving the backend that way); a down backend fails acquires fast; close()
  * leaves no timer, socket or listener behind.
  */
+import { setMaxListeners } from 'node:events';
 import { SmtpReplyError, replyError } from '../core/errors.js';
 import {
   backendConnectsTotal,
@@ -63,7 +64,7 @@ export class BackendPool {
   readonly #waiters: Waiter[] = [];
   /** Attempts and quits in flight; close() waits for them. */
   readonly #pending = new Set<Promise<unknown>>();
-  readonly #abort = new AbortController();
+  readonly #abort = abortController();
   #connecting = 0;
   #closing = 0;
   #warming = false;
@@ -369,4 +370,14 @@ export class BackendPool {
     backendPoolConnections.set({ state: 'busy' }, this.#busy.size);
     backendPoolConnections.set({ state: 'connecting' }, this.#connecting);
   }
+}
+
+/**
+ * One signal aborts every connect in flight on close(); each connect listens to
+ * it, so more than 10 at once (warm > 10) would trip Node's leak warning.
+ */
+function abortController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
 }

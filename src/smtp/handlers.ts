@@ -29,8 +29,14 @@ export interface HandlerDeps {
   readonly isShuttingDown: () => boolean;
 }
 
-/** A failure reply from the backend, passed through as it is. */
+/**
+ * A failure reply from the backend, passed through as it is, except 421: that
+ * closes only the backend connection (released by onBackend), and passed on it
+ * would make smtp-server close the client's session too. The client gets 451
+ * and may go on; its next MAIL takes a fresh backend connection.
+ */
 function passThrough(reply: Reply): SmtpReplyError {
+  if (reply.code === 421) return replyError('TARPIT_ERR_BACKEND_LOST');
   return new SmtpReplyError('TARPIT_ERR_BACKEND_REPLY', reply);
 }
 
@@ -116,10 +122,7 @@ export class RelayHandlers {
     const reply = await this.onBackend(rs, () => backend.rcptTo(address.address));
     rs.current?.rcpt.push({ address: address.address, reply: `${reply.code} ${replyText(reply)}` });
     recipientsTotal.inc({ result: replyClass(reply) });
-    if (!isPositive(reply)) {
-      if (reply.code === 421) throw replyError('TARPIT_ERR_BACKEND_LOST');
-      throw passThrough(reply);
-    }
+    if (!isPositive(reply)) throw passThrough(reply);
   }
 
   private async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {

@@ -179,3 +179,21 @@ test('each session writes one JSON log line with client, HELO, envelope and resu
     assert.match(messages[0]?.reply ?? '', /^250 /);
   });
 });
+
+test('a backend 421 reaches the client as 451 4.4.2, not as 421, and the session's next transaction relays', async (t) => {
+  const backend = await startBackend({ rcpt: (a) => (a.startsWith('shutdown@') ? { code: 421, text: '4.3.2 Service shutting down' } : undefined) });
+  t.after(() => backend.close());
+  await withProxy({ backendPort: backend.port }, async (p) => {
+    const client = await SmtpClient.open({ port: p.port });
+    await client.command('EHLO sender.example');
+    const r = await client.send('a@sender.example', ['shutdown@dest.example'], wireBody('x\n'));
+    assert.equal(r.rcpt[0]?.code, 451);
+    assert.equal(r.rcpt[0]?.enhanced, '4.4.2');
+    assert.equal((await client.command('RSET')).code, 250);
+    const again = await client.send('a@sender.example', ['b@dest.example'], wireBody('Subject: next\n\nx\n'));
+    assert.equal(again.end?.code, 250);
+    await client.quit();
+    assert.equal(backend.messages.length, 1);
+    assert.equal(backend.connections.size, 2, 'the second transaction took a fresh backend connection');
+  });
+});

@@ -180,7 +180,7 @@ test('each session writes one JSON log line with client, HELO, envelope and resu
   });
 });
 
-test('a backend 421 reaches the client as 451 4.4.2, not as 421, and the session's next transaction relays', async (t) => {
+test('a backend 421 reaches the client as 451 4.4.2, not as 421, and the next transaction of the session relays', async (t) => {
   const backend = await startBackend({ rcpt: (a) => (a.startsWith('shutdown@') ? { code: 421, text: '4.3.2 Service shutting down' } : undefined) });
   t.after(() => backend.close());
   await withProxy({ backendPort: backend.port }, async (p) => {

@@ -3,8 +3,8 @@
  * runs), all tracked so that stopAll() ends every one of them, on success,
  * on error and on SIGINT/SIGTERM.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readSync, fstatSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readSync, accessSync, constants } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { join } from 'node:path';
 
@@ -39,8 +39,8 @@ export function requireExecutable(path: string): void {
     accessSync(path, constants.X_OK);
   } catch {
     throw new Error(
-      `${path} not found. The relay bench needs Postfix's smtp-sink and smtp-source: ` +
-        `echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && apt-get install -y postfix`,
+      `${path} not found. The relay bench needs Postfix's smtp-source and a C compiler: ` +
+        `echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && apt-get install -y postfix gcc`,
     );
   }
 }
@@ -105,37 +105,44 @@ function readText(path: string): string {
 export interface Sink {
   readonly port: number;
   readonly pid: number;
-  /** Messages the sink has received (its -c counter), read from its output file. */
-  messages(): number;
+  /** Messages the sink has accepted so far (its XCOUNT command). */
+  messages(): Promise<number>;
 }
 
-/** smtp-sink on 127.0.0.1 (advertises XCLIENT, accepts everything), counting with -c. */
-export async function startSink(dir: string): Promise<Sink> {
+/**
+ * bench/lib/xclient-sink.c, compiled into `dir` with cc and run on 127.0.0.1:
+ * smtp-sink's job with Postfix smtpd's XCLIENT behaviour (see the C file).
+ */
+export async function startSink(root: string, dir: string): Promise<Sink> {
+  const bin = join(dir, 'xclient-sink');
+  execFileSync('cc', ['-O2', '-o', bin, join(root, 'bench/lib/xclient-sink.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
   const port = await freePort();
-  const out = join(dir, 'smtp-sink.out');
-  writeFileSync(out, '');
-  const fd = openSync(out, 'a');
-  const args = [...(process.getuid?.() === 0 ? ['-u', 'postfix'] : []), '-c', '-m', '2048', `127.0.0.1:${port}`, '1024'];
-  const child = track(spawn('/usr/sbin/smtp-sink', args, { stdio: ['ignore', fd, fd] }));
-  closeSync(fd);
+  const child = track(spawn(bin, [String(port)], { stdio: ['ignore', 'ignore', 'inherit'] }));
   await waitForGreeting(port, 5000);
-  return {
-    port,
-    pid: child.pid as number,
-    messages() {
-      const fd = openSync(out, 'r');
-      try {
-        const size = fstatSync(fd).size;
-        const len = Math.min(size, 512);
-        const buf = Buffer.alloc(len);
-        readSync(fd, buf, 0, len, size - len);
-        const all = [...buf.toString('latin1').matchAll(/mesg=(\d+)/g)];
-        return all.length > 0 ? Number(all[all.length - 1]?.[1]) : 0;
-      } finally {
-        closeSync(fd);
+  return { port, pid: child.pid as number, messages: () => sinkCount(port) };
+}
+
+function sinkCount(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    let text = '';
+    let sent = false;
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => {
+      text += d;
+      if (!sent && text.includes('\r\n')) {
+        sent = true;
+        s.write('XCOUNT\r\nQUIT\r\n');
       }
-    },
-  };
+      const m = /\r\n250 (\d+)\r\n/.exec(text);
+      if (m) {
+        s.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    s.on('error', reject);
+    setTimeout(() => (s.destroy(), reject(new Error('sink did not answer XCOUNT'))), 5000).unref();
+  });
 }
 
 export interface SourceRun {

@@ -18,7 +18,7 @@ const config = loadConfigText(readFileSync(file, 'utf8'), file);
 // Logs go to stderr, which the bench shows only when something fails.
 const logger = createLogger(config.log.level, process.stderr);
 const proxy = new Proxy({ config, logger });
-const removeTrap = proxy.trap.installProcessHandlers();
+let removeTrap = (): void => undefined;
 
 let stopping = false;
 process.on('SIGTERM', () => {
@@ -40,5 +40,12 @@ function exit(code: number): void {
   process.exit(code);
 }
 
-const addresses = await proxy.start();
-process.send({ ready: addresses.smtp.port });
+try {
+  const addresses = await proxy.start();
+  removeTrap = proxy.trap.installProcessHandlers();
+  process.send({ ready: addresses.smtp.port });
+} catch (err) {
+  console.error('proxy failed to start:', err);
+  await proxy.stop(0).catch(() => undefined);
+  process.exit(1);
+}

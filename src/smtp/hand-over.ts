@@ -35,15 +35,16 @@ export function handOver(server: SMTPServer, socket: Socket, options: HandOverOp
     return false;
   }
   let created: ConnectionInternals | undefined;
-  const add = connections.add;
-  connections.add = function (this: Set<ConnectionInternals>, connection: ConnectionInternals) {
+  // An own property shadows Set.prototype.add for the one synchronous call
+  // that creates the connection, then goes away.
+  connections.add = (connection: ConnectionInternals) => {
     created = connection;
-    return add.call(this, connection);
+    return Set.prototype.add.call(connections, connection) as Set<ConnectionInternals>;
   };
   try {
     server.connect(socket, options);
   } finally {
-    connections.add = add;
+    delete (connections as { add?: unknown }).add;
   }
   const ready = created?.connectionReady;
   if (!created || typeof ready !== 'function') return false;

@@ -134,6 +134,11 @@ export class BackendPool {
       conn.destroy();
       return;
     }
+    this.#quit(conn);
+  }
+
+  /** Closes a connection that no longer has a place; its slot stays taken until QUIT is done. */
+  #quit(conn: BackendConnection): void {
     this.#closing++;
     this.#track(
       conn.quit().finally(() => {
@@ -309,14 +314,7 @@ export class BackendPool {
       conn,
       timer: setTimeout(() => {
         if (!this.#removeIdle(entry)) return;
-        this.#closing++;
-        this.#track(
-          conn.quit().finally(() => {
-            this.#closing--;
-            this.#pump();
-          }),
-        );
-        this.#sync();
+        this.#quit(conn);
       }, this.#options.idleTimeout * 1000),
     };
     entry.timer.unref();

@@ -11,23 +11,13 @@ import { execFile } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { startPostfix, type PostfixInstance, type PostfixOptions } from '../helpers/postfix.js';
-import { findTool, inCI, requireTool, type TestContext } from '../helpers/require-tool.js';
+import { canRunPostfix, startPostfix, type PostfixInstance, type PostfixOptions } from '../helpers/postfix.js';
+import { findTool } from '../helpers/require-tool.js';
 import { SmtpClient, wireBody, type TestReply } from '../helpers/smtp-client.js';
 import { startProxy, withProxy } from '../helpers/with-proxy.js';
 
 const execFileAsync = promisify(execFile);
 
-/** requireTool, plus root: the Postfix master must start as root. */
-function canRunPostfix(t: TestContext): boolean {
-  if (!requireTool(t, 'postfix')) return false;
-  if (process.getuid?.() !== 0) {
-    if (inCI) throw new Error('Postfix tests need root in CI');
-    t.skip('Postfix tests need root (the master must start as root)');
-    return false;
-  }
-  return true;
-}
 
 /** One Postfix per describe block, started by the first test that needs it, stopped by the block's after(). */
 function sharedPostfix(options: PostfixOptions): { get(): Promise<PostfixInstance> } {

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startPostfix } from '../helpers/postfix.js';
-import { inCI, requireTool, type TestContext } from '../helpers/require-tool.js';
+import { canRunPostfix, startPostfix } from '../helpers/postfix.js';
+import type { TestContext } from '../helpers/require-tool.js';
 import { startBackend, type TestBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, wireBody, type TestReply } from '../helpers/smtp-client.js';
 import { startProxy } from '../helpers/with-proxy.js';
@@ -206,12 +206,7 @@ async function checkZeroLoss(t: TestContext, backend: LoadBackend, proxyPort: nu
 }
 
 test('no message lost: 2,000 messages, 20 sessions, real Postfix restarted twice', { timeout: 240_000 }, async (t) => {
-  if (!requireTool(t, 'postfix')) return;
-  if (process.getuid?.() !== 0) {
-    if (inCI) throw new Error('Postfix tests need root in CI');
-    t.skip('Postfix tests need root (the master must start as root)');
-    return;
-  }
+  if (!canRunPostfix(t)) return;
   const postfix = await startPostfix({ xclientHosts: '127.0.0.1' });
   const running: { proxy?: Awaited<ReturnType<typeof startProxy>> } = {};
   // The proxy first, then its backend.

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { access } from 'node:fs/promises';
 import net from 'node:net';
 import { test } from 'node:test';
-import { startPostfix, type PostfixInstance, type PostfixOptions } from './postfix.js';
-import { inCI, requireTool, type TestContext } from './require-tool.js';
+import { canRunPostfix, startPostfix, type PostfixInstance, type PostfixOptions } from './postfix.js';
+import type { TestContext } from './require-tool.js';
 
 /** Minimal SMTP client: one reply (possibly multi-line) per call, no pipelining. */
 class RawSmtp {
@@ -89,16 +89,6 @@ class RawSmtp {
   }
 }
 
-/** Skips (or, in CI, fails) when Postfix or root is missing. */
-function canRunPostfix(t: TestContext): boolean {
-  if (!requireTool(t, 'postfix')) return false;
-  if (process.getuid?.() !== 0) {
-    if (inCI) throw new Error('Postfix tests need root in CI');
-    t.skip('Postfix tests need root (the master must start as root)');
-    return false;
-  }
-  return true;
-}
 
 async function withPostfix(t: TestContext, options: PostfixOptions = {}): Promise<PostfixInstance> {
   const postfix = await startPostfix(options);

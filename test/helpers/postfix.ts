@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { findTool } from './require-tool.js';
+import { findTool, inCI, requireTool, type TestContext } from './require-tool.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -470,4 +470,15 @@ async function instanceProcesses(configDir: string, masterPid: number | undefine
     }
   }
   return found;
+}
+
+/** requireTool, plus root: the Postfix master must start as root. */
+export function canRunPostfix(t: TestContext): boolean {
+  if (!requireTool(t, 'postfix')) return false;
+  if (process.getuid?.() !== 0) {
+    if (inCI) throw new Error('Postfix tests need root in CI');
+    t.skip('Postfix tests need root (the master must start as root)');
+    return false;
+  }
+  return true;
 }

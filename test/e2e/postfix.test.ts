@@ -39,6 +39,23 @@ function messagesWithSubject(messages: string[], subject: string): string[] {
   return messages.filter((m) => re.test(splitMessage(m).header));
 }
 
+/**
+ * Polls `user`'s mailbox until a message with this subject is there (waitForMessages counts messages,
+ * and earlier tests in the block may already have filled the mailbox); then a short grace for strays.
+ */
+async function waitForSubject(pf: PostfixInstance, user: string, subject: string, timeoutMs = 10_000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = messagesWithSubject(await pf.readMailbox(user), subject);
+    if (found.length > 0) {
+      await sleep(300);
+      return messagesWithSubject(await pf.readMailbox(user), subject);
+    }
+    if (Date.now() > deadline) throw new Error(`no message "${subject}" for ${user} within ${timeoutMs} ms\nmaillog:\n${(await pf.log()).split('\n').slice(-30).join('\n')}`);
+    await sleep(50);
+  }
+}
+
 /** Unique per test run, so a subject names one message. */
 const RUN = `${process.pid}-${Date.now().toString(36)}`;
 
@@ -71,7 +88,7 @@ describe('proxy in front of Postfix with XCLIENT (mynetworks = 127.0.0.1/32, the
       assert.equal(r.end?.code, 250, show(r.end));
       await client.quit();
     });
-    const delivered = messagesWithSubject(await pf.waitForMessages('alice', 1), subject);
+    const delivered = await waitForSubject(pf, 'alice', subject);
     assert.equal(delivered.length, 1);
     const { header } = splitMessage(delivered[0]!);
     const received = header.split(/\n(?![ \t])/).filter((h) => h.startsWith('Received:'));
@@ -157,7 +174,7 @@ describe('proxy in front of Postfix with XCLIENT (mynetworks = 127.0.0.1/32, the
       assert.equal(end.code, 250, show(end));
       await client.quit();
     });
-    const [delivered] = messagesWithSubject(await pf.waitForMessages('bob', 1), subject);
+    const [delivered] = await waitForSubject(pf, 'bob', subject);
     assert.ok(delivered !== undefined);
     assert.equal(splitMessage(delivered).body, bodyText);
   });
@@ -192,7 +209,7 @@ describe('proxy in front of Postfix with XCLIENT (mynetworks = 127.0.0.1/32, the
       assert.equal(r.end?.code, 250, show(r.end));
       await client.quit();
     });
-    const delivered = messagesWithSubject(await pf.waitForMessages('alice', 1), subject);
+    const delivered = await waitForSubject(pf, 'alice', subject);
     assert.equal(delivered.length, 1);
     assert.match(delivered[0]!, /^Delivered-To: alice@local\.test$/m);
   });
@@ -345,7 +362,7 @@ describe('backend that refuses XCLIENT to the proxy', () => {
     // Positive control: with XCLIENT allowed the same setup relays.
     const ok = await sendOne(`xclient allowed ${RUN}`, 'alice@local.test');
     assert.equal(ok.end?.code, 250, show(ok.end));
-    await pf.waitForMessages('alice', 1);
+    await waitForSubject(pf, 'alice', `xclient allowed ${RUN}`);
 
     // The admin removes the proxy from smtpd_authorized_xclient_hosts; warm spares die with the restart.
     await setXclientHosts(pf, '');

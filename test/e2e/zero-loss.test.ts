@@ -69,7 +69,7 @@ async function runLoad(t: TestContext, backend: LoadBackend, proxyPort: number, 
     let session: SmtpClient | undefined;
     let failuresInARow = 0;
     try {
-      for (let m = 0; m < PER_CLIENT; m++) {
+      for (let m = 0; m < PER_CLIENT && !finished; m++) {
         const token = `zl-${run}-c${c}-m${m}`;
         try {
           if (!session || session.closed) {
@@ -137,10 +137,16 @@ async function runLoad(t: TestContext, backend: LoadBackend, proxyPort: number, 
     }
   };
 
-  const restarting = restarter();
+  // A failed restart ends the run at once (clients stop), and fails the test with its own error.
+  let restartError: Error | undefined;
+  const restarting = restarter().catch((err: unknown) => {
+    restartError = err instanceof Error ? err : new Error(String(err));
+    finished = true;
+  });
   await Promise.all(Array.from({ length: CLIENTS }, (_, c) => client(c)));
   finished = true;
   await restarting;
+  if (restartError !== undefined) throw restartError;
   return { outcomes, restarts, elapsedMs: Date.now() - started };
 }
 

@@ -204,6 +204,11 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
   const pids = async (): Promise<number[]> => instanceProcesses(configDir, masterPid);
 
   const boot = async (): Promise<void> => {
+    // While the master is down, `postfix check` runs postsuper, which logs straight to maillog_file after
+    // dropping to mail_owner; a restart that killed a session mid-message leaves a partial queue file it
+    // warns about, and with a root-owned log that warning is fatal ("open logfile: Permission denied").
+    await writeFile(logFile, '', { flag: 'a' });
+    await chown(logFile, uid, gid);
     await postfix('check');
     await postfix('start');
     masterPid = await readMasterPid();

@@ -7,7 +7,6 @@ import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { Config } from '../config/schema.js';
 import { SmtpReplyError } from '../core/errors.js';
-import { backendPoolSize } from '../metrics/registry.js';
 import { MetricsServer, type Readiness } from '../metrics/http.js';
 import type { Logger } from '../metrics/logger.js';
 import { compileCidrList } from '../policy/lists/cidr-list.js';
@@ -60,7 +59,6 @@ export class Proxy {
       acquireTimeout: b.acquireTimeout,
       reconnect: b.reconnect,
     });
-    backendPoolSize.set(b.poolSize);
     const names = options.names ?? (config.smtp.reverseLookup ? createClientNameResolver(config.dns.servers, config.dns.timeout) : NO_LOOKUP);
     this.handlers = new RelayHandlers({
       config,

@@ -52,17 +52,18 @@ export class Trap {
     return (...all: [...A, HookCallback<R>]) => {
       const callback = all[all.length - 1] as HookCallback<R>;
       const args = all.slice(0, -1) as unknown as A;
-      const once = this.once(stage, ctx(...args), callback);
+      const context = ctx(...args);
+      const once = this.once(stage, context, callback);
       let pending: Promise<R> | R;
       try {
         pending = fn(...args);
       } catch (err) {
-        once(this.catch(stage, err, ctx(...args)));
+        once(this.catch(stage, err, context));
         return;
       }
       Promise.resolve(pending).then(
         (result) => once(null, result),
-        (err: unknown) => once(this.catch(stage, err, ctx(...args))),
+        (err: unknown) => once(this.catch(stage, err, context)),
       );
     };
   }

@@ -85,7 +85,9 @@ export class BackendConnection {
   readonly #queued: Reply[] = [];
   #waiter: Waiter | undefined;
   #phase: Phase = 'opening';
-  #failure: Error | undefined;
+  /** The first failure; a plain reason string until someone needs it as an Error (an Error's stack is not free, and every session's connection ends through here). */
+  #failure: Error | string | undefined;
+  #inTransaction = false;
   #caps: Capabilities = new Map();
   #xclientSent = false;
   /** Before this, a failure means the backend is unavailable; after, that it was lost. */
@@ -169,12 +171,24 @@ export class BackendConnection {
     await this.#ehlo(heloArgument(client), true);
   }
 
+  /**
+   * A MAIL was accepted and its transaction has not ended (final reply after
+   * the body, or RSET): the next MAIL needs an RSET first. After a message's
+   * final reply, whatever its code, the transaction is over (RFC 5321 §4.1.1.4),
+   * so back-to-back messages need no RSET round trip.
+   */
+  get inTransaction(): boolean {
+    return this.#inTransaction;
+  }
+
   async mailFrom(address: string, params: MailParams = {}): Promise<Reply> {
     let line = `MAIL FROM:<${address}>`;
     if (params.size !== undefined && this.#caps.has('SIZE')) line += ` SIZE=${Math.max(0, Math.floor(params.size))}`;
     if (params.body !== undefined && this.#caps.has('8BITMIME')) line += ` BODY=${params.body}`;
     if (params.smtputf8 === true && this.#caps.has('SMTPUTF8')) line += ' SMTPUTF8';
-    return this.#command(line, 'mail', this.#timeouts.command);
+    const reply = await this.#command(line, 'mail', this.#timeouts.command);
+    this.#inTransaction = reply.code >= 200 && reply.code < 300;
+    return reply;
   }
 
   async rcptTo(address: string): Promise<Reply> {
@@ -182,7 +196,9 @@ export class BackendConnection {
   }
 
   async rset(): Promise<Reply> {
-    return this.#command('RSET', 'rset', this.#timeouts.command);
+    const reply = await this.#command('RSET', 'rset', this.#timeouts.command);
+    if (reply.code >= 200 && reply.code < 300) this.#inTransaction = false;
+    return reply;
   }
 
   /**
@@ -212,7 +228,9 @@ export class BackendConnection {
       throw this.#lostError();
     }
     try {
-      return this.#checked(await this.#readReply('dot', this.#timeouts.dataDone, sentAt));
+      const reply = this.#checked(await this.#readReply('dot', this.#timeouts.dataDone, sentAt));
+      this.#inTransaction = false;
+      return reply;
     } finally {
       this.#phase = 'idle';
     }
@@ -232,7 +250,7 @@ export class BackendConnection {
   }
 
   destroy(): void {
-    this.#fail(new Error('connection closed by us'));
+    this.#fail('connection closed by us');
   }
 
   // ── internals ────────────────────────────────────────────────────────────
@@ -292,7 +310,7 @@ export class BackendConnection {
 
   /** A 421 means the backend is closing the connection (RFC 5321 §3.8): pass it on, mark dead. */
   #checked(reply: Reply): Reply {
-    if (reply.code === 421) this.#fail(new Error(`backend answered ${describe(reply)}`));
+    if (reply.code === 421) this.#fail(`backend answered ${describe(reply)}`);
     return reply;
   }
 
@@ -305,7 +323,7 @@ export class BackendConnection {
     if (queued) return Promise.resolve(observe(queued));
     if (!this.alive) return Promise.reject(this.#lostError());
     return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => this.#fail(new Error(`no reply to ${name} within ${timeout}s`)), timeout * 1000);
+      const timer = setTimeout(() => this.#fail(`no reply to ${name} within ${timeout}s`), timeout * 1000);
       this.#waiter = {
         resolve: (reply) => (clearTimeout(timer), resolve(observe(reply))),
         reject: (err) => (clearTimeout(timer), reject(err)),
@@ -319,7 +337,7 @@ export class BackendConnection {
     // Errors are followed by 'close'; recording the first one is enough.
     socket.on('error', (err) => this.#fail(err));
     socket.on('close', () => {
-      this.#fail(new Error('backend closed the connection'));
+      this.#fail('backend closed the connection');
       this.#resolveClosed();
     });
   }
@@ -337,7 +355,7 @@ export class BackendConnection {
       // exceeded" on an idle spare, or an early reply during the body. Either way
       // the connection is no longer in step with us.
       if (this.#phase === 'idle' || this.#phase === 'body' || this.#queued.length > 0) {
-        this.#fail(new Error(`unsolicited reply while ${this.#phase}: ${describe(reply)}`));
+        this.#fail(`unsolicited reply while ${this.#phase}: ${describe(reply)}`);
         return;
       }
       const waiter = this.#waiter;
@@ -348,7 +366,7 @@ export class BackendConnection {
   }
 
   /** Records the first failure, closes the socket, rejects a pending reply wait. */
-  #fail(err: Error): void {
+  #fail(err: Error | string): void {
     this.#failure ??= err;
     if (!this.#socket.destroyed) this.#socket.destroy();
     const waiter = this.#waiter;
@@ -357,7 +375,9 @@ export class BackendConnection {
   }
 
   #lostError(): SmtpReplyError {
-    const cause = this.#failure ?? new Error('backend connection closed');
+    const failure = this.#failure ?? 'backend connection closed';
+    const cause = failure instanceof Error ? failure : new Error(failure);
+    this.#failure = cause;
     return replyError(this.#opened ? 'TARPIT_ERR_BACKEND_LOST' : 'TARPIT_ERR_BACKEND_UNAVAILABLE', { cause });
   }
 }

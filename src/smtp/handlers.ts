@@ -187,16 +187,15 @@ export class RelayHandlers {
   private async backendFor(rs: RelaySession, session: SMTPServerSession): Promise<BackendConnection> {
     if (rs.backend && !rs.backend.alive) this.releaseBackend(rs);
     if (rs.backend) {
-      if (rs.backendDirty) {
-        const backend = rs.backend;
+      const backend = rs.backend;
+      if (backend.inTransaction) {
         const reply = await this.onBackend(rs, () => backend.rset());
         if (!isPositive(reply)) {
           this.releaseBackend(rs);
           throw replyError('TARPIT_ERR_BACKEND_LOST');
         }
       }
-      rs.backendDirty = true;
-      return rs.backend;
+      return backend;
     }
     const backend = await this.deps.pool.acquire();
     rs.backend = backend;
@@ -204,7 +203,7 @@ export class RelayHandlers {
       await backend.xclient({
         address: rs.address,
         port: rs.port,
-        name: await (rs.clientName ?? Promise.resolve('[UNAVAILABLE]')),
+        name: rs.clientName ? await rs.clientName : undefined,
         helo: session.hostNameAppearsAs || undefined,
         proto: session.openingCommand === 'EHLO' ? 'ESMTP' : 'SMTP',
       });
@@ -215,7 +214,6 @@ export class RelayHandlers {
       }
       throw err;
     }
-    rs.backendDirty = true;
     return backend;
   }
 
@@ -235,7 +233,6 @@ export class RelayHandlers {
     const backend = rs.backend;
     if (!backend) return;
     rs.backend = undefined;
-    rs.backendDirty = false;
     this.deps.pool.release(backend);
   }
 

@@ -26,8 +26,6 @@ export interface MessageRecord {
 export class RelaySession {
   readonly startedAt = performance.now();
   backend: BackendConnection | undefined;
-  /** A transaction was started on `backend`; the next MAIL needs RSET first. */
-  backendDirty = false;
   /** Hooks in flight: a shutdown waits for these so it never cuts a transaction. */
   pending = 0;
   stage: Stage = 'connect';

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { withProxy } from '../helpers/with-proxy.js';
+import { FakeBackend } from '../helpers/fake-backend.js';
 
 test('a message with 8-bit text and dot lines reaches the backend byte for byte, with the exact envelope and the client\'s address', async (t) => {
   const backend = await startBackend();
@@ -195,5 +196,24 @@ test('a backend 421 reaches the client as 451 4.4.2, not as 421, and the next tr
     await client.quit();
     assert.equal(backend.messages.length, 1);
     assert.equal(backend.connections.size, 2, 'the second transaction took a fresh backend connection');
+  });
+});
+
+test('back-to-back messages need no RSET at the backend; an abandoned transaction is reset before the next MAIL', async (t) => {
+  const backend = await FakeBackend.start({ rejectRcpt: /bad@/ });
+  t.after(() => backend.stop());
+  await withProxy({ backendPort: backend.port }, async (p) => {
+    const client = await SmtpClient.open({ port: p.port });
+    await client.command('EHLO sender.example');
+    assert.equal((await client.send('a@sender.example', ['b@dest.example'], wireBody('one\n'))).end?.code, 250);
+    assert.equal((await client.send('a@sender.example', ['b@dest.example'], wireBody('two\n'))).end?.code, 250);
+    assert.deepEqual(backend.commands('RSET'), []);
+    const r = await client.send('a@sender.example', ['bad@dest.example'], wireBody('three\n'));
+    assert.equal(r.rcpt[0]?.code, 550);
+    await client.command('RSET');
+    assert.equal((await client.send('a@sender.example', ['b@dest.example'], wireBody('four\n'))).end?.code, 250);
+    await client.quit();
+    assert.equal(backend.commands('RSET').length, 1);
+    assert.equal(backend.messages.length, 3);
   });
 });

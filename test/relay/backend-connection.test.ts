@@ -265,3 +265,19 @@ test('a 421 in answer to XCLIENT (backend closing) is TARPIT_ERR_BACKEND_LOST, n
   await rejectsWith(conn.xclient(CLIENT), 'TARPIT_ERR_BACKEND_LOST');
   assert.equal(conn.alive, false);
 });
+
+test('a transaction is open from an accepted MAIL until the final reply or an accepted RSET, not after a refused MAIL', async (t) => {
+  const { conn } = await setup(t, { rejectRcpt: /bad@/ });
+  await conn.xclient(CLIENT);
+  assert.equal(conn.inTransaction, false);
+  await conn.mailFrom('a@example.org', {});
+  assert.equal(conn.inTransaction, true);
+  await conn.rcptTo('b@example.net');
+  await conn.data(Readable.from([Buffer.from('Subject: one\r\n\r\nx\r\n')]));
+  assert.equal(conn.inTransaction, false, 'over after the final reply: the next MAIL needs no RSET');
+  await conn.mailFrom('a@example.org', {});
+  await conn.rcptTo('bad@example.net');
+  assert.equal(conn.inTransaction, true, 'abandoned transactions stay open until RSET');
+  await conn.rset();
+  assert.equal(conn.inTransaction, false);
+});

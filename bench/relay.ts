@@ -6,7 +6,8 @@
  * Backend: bench/lib/xclient-sink.c, a C sink like Postfix's smtp-sink but
  * with Postfix smtpd's XCLIENT (smtp-sink offers no XCLIENT ADDR and answers
  * XCLIENT with 250, which the proxy rightly refuses). Load: Postfix's
- * smtp-source (C). The proxy runs in its own process (bench/lib/proxy-main.ts).
+ * smtp-source (C). The proxy runs in its own process as it ships: the built
+ * CLI (`dist/cli/main.js serve`), which the bench builds first.
  * Environment: BENCH_CPU_PROF=<dir> runs the proxy under `node --cpu-prof`.
  */
 import { execFileSync } from 'node:child_process';
@@ -15,8 +16,9 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { killAllSync, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProcStats, type ProxyProcess, type Sink } from './lib/procs.js';
+import { freePort, killAllSync, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProcStats, type ProxyProcess } from './lib/procs.js';
 import { smallMessage, timedSend } from './lib/smtp-timer.js';
+import { startPostfix } from '../test/helpers/postfix.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const MESSAGE_BYTES = 1000;
@@ -25,6 +27,8 @@ const MODES = ['per-connection', 'reuse'] as const;
 type Mode = (typeof MODES)[number];
 const MODE_LABEL: Record<Mode, string> = { 'per-connection': '1 msg / connection', reuse: 'many / connection (-d)' };
 const REPEATS = 3;
+/** Sessions for the real-Postfix comparison (its smtpd forks a process per session). */
+const POSTFIX_SESSIONS = 20;
 /** Seconds each measured run should last (message counts are calibrated to it). */
 const TARGET_SECONDS = 3;
 const LATENCY_WARMUP = 30;
@@ -43,7 +47,17 @@ interface Run {
   readonly proxyCpuMs?: number;
 }
 
+/** What the messages are sent to: something that can count what it accepted. */
+interface Backend {
+  readonly name: 'sink' | 'postfix';
+  readonly port: number;
+  messages(): Promise<number>;
+  /** ms to wait for the count to catch up after a run (Postfix logs after queueing). */
+  readonly settleMs: number;
+}
+
 interface Scenario {
+  readonly backend: Backend['name'];
   readonly sessions: number;
   readonly mode: Mode;
   readonly runs: Run[];
@@ -93,9 +107,9 @@ function machine(): Record<string, string | number> {
   return { nproc: Number(nproc), cpu: model, node: process.version, loadavg: load };
 }
 
-function proxyConfig(sinkPort: number, sessions: number): Record<string, unknown> {
+function proxyConfig(sinkPort: number, listenPort: number, sessions: number): Record<string, unknown> {
   return {
-    listen: '127.0.0.1:0',
+    listen: `127.0.0.1:${listenPort}`,
     hostname: 'tarpit.bench',
     backend: {
       address: `127.0.0.1:${sinkPort}`,
@@ -124,21 +138,21 @@ function sourceArgs(port: number, sessions: number, mode: Mode, messages: number
   ];
 }
 
-async function measure(sink: Sink, port: number, sessions: number, mode: Mode, messages: number, target: Run['target'], proxy?: ProxyProcess): Promise<Run> {
+async function measure(sink: Backend, port: number, sessions: number, mode: Mode, messages: number, target: Run['target'], proxy?: ProxyProcess): Promise<Run> {
   const before = await sink.messages();
   const cpuBefore = proxy?.stats().cpuMs;
   const run = await runSource(sourceArgs(port, sessions, mode, messages), 120_000);
   const cpuAfter = proxy?.stats().cpuMs;
   // The sink counts a message before it answers its final dot, so the count is complete; the retry is a safety net.
   let received = (await sink.messages()) - before;
-  for (let i = 0; i < 20 && received < messages; i++) {
+  for (let i = 0; i < sink.settleMs / 50 && received < messages; i++) {
     await sleep(50);
     received = (await sink.messages()) - before;
   }
   const problems: string[] = [];
   if (run.rc !== 0) problems.push(`smtp-source exit ${run.rc === null ? 'killed (timeout)' : run.rc}${run.stderr ? `: ${run.stderr.split('\n').slice(0, 3).join(' / ')}` : ''}`);
   else if (run.stderr) problems.push(`smtp-source stderr: ${run.stderr.split('\n').slice(0, 3).join(' / ')}`);
-  if (received !== messages) problems.push(`sink counted ${received} of ${messages} messages`);
+  if (received !== messages) problems.push(`${sink.name} counted ${received} of ${messages} messages`);
   const seconds = run.ms / 1000;
   return {
     target,
@@ -157,8 +171,8 @@ function countFor(rate: number, sessions: number): number {
   return Number.isFinite(n) ? n : 1000;
 }
 
-async function throughput(sink: Sink, proxy: ProxyProcess, instance: ProxyInstance, sessions: number, mode: Mode): Promise<Scenario> {
-  const sc: Scenario = { sessions, mode, runs: [], direct: NaN, proxy: NaN, ratio: NaN, proxyCpuMsPer1k: NaN, proxyCpuPercent: NaN, errors: [] };
+async function throughput(sink: Backend, proxy: ProxyProcess, instance: ProxyInstance, sessions: number, mode: Mode): Promise<Scenario> {
+  const sc: Scenario = { backend: sink.name, sessions, mode, runs: [], direct: NaN, proxy: NaN, ratio: NaN, proxyCpuMsPer1k: NaN, proxyCpuPercent: NaN, errors: [] };
   // Warm-up that also calibrates the message counts (not reported).
   const warm = mode === 'reuse' ? 4000 : 1500;
   const wd = await measure(sink, sink.port, sessions, mode, warm, 'direct');
@@ -173,7 +187,7 @@ async function throughput(sink: Sink, proxy: ProxyProcess, instance: ProxyInstan
     instance.messages += p.messages;
     instance.cpuMsInRuns += p.proxyCpuMs ?? 0;
     process.stdout.write(
-      `  ${String(sessions).padStart(2)} sessions, ${MODE_LABEL[mode].padEnd(22)} rep ${i + 1}: direct ${fmt(d.rate, 0).padStart(6)} msg/s (${d.messages} in ${d.seconds.toFixed(2)} s)  proxy ${fmt(p.rate, 0).padStart(6)} msg/s (${p.messages} in ${p.seconds.toFixed(2)} s)${d.ok && p.ok ? '' : '  ERRORS'}\n`,
+      `  ${sink.name.padEnd(7)} ${String(sessions).padStart(2)} sessions, ${MODE_LABEL[mode].padEnd(22)} rep ${i + 1}: direct ${fmt(d.rate, 0).padStart(6)} msg/s (${d.messages} in ${d.seconds.toFixed(2)} s)  proxy ${fmt(p.rate, 0).padStart(6)} msg/s (${p.messages} in ${p.seconds.toFixed(2)} s)${d.ok && p.ok ? '' : '  ERRORS'}\n`,
     );
   }
   for (const r of sc.runs) if (!r.ok && r.problem) sc.errors.push(r.problem);
@@ -194,6 +208,46 @@ interface Latency {
   readonly direct: number[];
   readonly proxy: number[];
   readonly errors: string[];
+}
+
+async function stopProxy(proxy: ProxyProcess, sessions: number, fatal: string[]): Promise<void> {
+  const code = await proxy.stop();
+  if (code !== 0) fatal.push(`proxy for ${sessions} sessions exited ${code}: ${proxy.output().slice(-2000)}`);
+  else if (proxy.output().trim()) console.log(`  proxy log (warn and above):\n${proxy.output().trim().split('\n').slice(0, 10).join('\n')}`);
+}
+
+/**
+ * The same comparison with what the proxy really fronts: a private Postfix
+ * (test/helpers/postfix.ts) queueing every message to disk and delivering it
+ * to the discard transport. Counted from its log (`removed` lines). Needs root.
+ */
+async function postfixScenarios(dir: string, scenarios: Scenario[], fatal: string[]): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.log('\nreal Postfix backend: skipped (needs root to start a private Postfix)');
+    return;
+  }
+  console.log(`\nbackend: a private Postfix ${POSTFIX_SESSIONS}-session run (smtpd → cleanup → queue → discard), proxy relaying to it with XCLIENT`);
+  const postfix = await startPostfix({
+    xclientHosts: '127.0.0.1',
+    mynetworks: '127.0.0.0/8',
+    extraMain: { default_transport: 'discard:bench', relay_transport: 'discard:bench', default_process_limit: '200' },
+  });
+  const removed = async (): Promise<number> => (await postfix.log()).split('\n').filter((l) => l.endsWith(': removed')).length;
+  const backend: Backend = { name: 'postfix', port: postfix.port, messages: removed, settleMs: 30_000 };
+  const config = proxyConfig(postfix.port, await freePort(), POSTFIX_SESSIONS);
+  const file = join(dir, 'proxy-postfix.yaml');
+  writeFileSync(file, stringify(config));
+  try {
+    const proxy = await startProxy(ROOT, file, Number((config.listen as string).split(':')[1]));
+    const instance: ProxyInstance = { sessions: POSTFIX_SESSIONS, config, messages: 0, cpuMsInRuns: 0 };
+    try {
+      for (const mode of MODES) scenarios.push(await throughput(backend, proxy, instance, POSTFIX_SESSIONS, mode));
+    } finally {
+      await stopProxy(proxy, POSTFIX_SESSIONS, fatal);
+    }
+  } finally {
+    await postfix.stop();
+  }
 }
 
 async function latency(sinkPort: number, proxyPort: number): Promise<Latency> {
@@ -236,19 +290,23 @@ async function main(): Promise<number> {
   console.log(`load: /usr/sbin/smtp-source, ${MESSAGE_BYTES}-byte payload (-l); backend: bench/lib/xclient-sink.c (smtp-sink-like C sink with Postfix XCLIENT semantics) on 127.0.0.1`);
 
   requireExecutable('/usr/sbin/smtp-source');
+  // Measure what ships: the compiled JavaScript, not the tsx-loaded sources.
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
   const dir = mkdtempSync(join(tmpdir(), 'smtp-tarpit-bench-'));
   const scenarios: Scenario[] = [];
   const instances: ProxyInstance[] = [];
   let lat: Latency | undefined;
   const fatal: string[] = [];
   try {
-    const sink = await startSink(ROOT, dir);
+    const sinkProcess = await startSink(ROOT, dir);
+    const sink: Backend & { pid: number } = { name: 'sink', port: sinkProcess.port, pid: sinkProcess.pid, messages: () => sinkProcess.messages(), settleMs: 1000 };
     console.log(`backend: xclient-sink pid ${sink.pid} on 127.0.0.1:${sink.port}`);
     for (const sessions of SESSIONS) {
-      const config = proxyConfig(sink.port, sessions);
+      const config = proxyConfig(sink.port, await freePort(), sessions);
       const file = join(dir, `proxy-${sessions}.yaml`);
       writeFileSync(file, stringify(config));
-      const proxy = await startProxy(ROOT, file, nodeFlags);
+      const listen = config.listen as string;
+      const proxy = await startProxy(ROOT, file, Number(listen.split(':')[1]), nodeFlags);
       const instance: ProxyInstance = { sessions, config, messages: 0, cpuMsInRuns: 0 };
       instances.push(instance);
       console.log(`\nproxy pid ${proxy.pid} on 127.0.0.1:${proxy.port}, config (defaults otherwise): ${JSON.stringify(config)}`);
@@ -260,11 +318,10 @@ async function main(): Promise<number> {
         for (const mode of MODES) scenarios.push(await throughput(sink, proxy, instance, sessions, mode));
         instance.end = proxy.stats();
       } finally {
-        const code = await proxy.stop();
-        if (code !== 0) fatal.push(`proxy for ${sessions} sessions exited ${code}: ${proxy.output().slice(-2000)}`);
-        else if (proxy.output().trim()) console.log(`  proxy log (warn and above):\n${proxy.output().trim().split('\n').slice(0, 10).join('\n')}`);
+        await stopProxy(proxy, sessions, fatal);
       }
     }
+    await postfixScenarios(dir, scenarios, fatal);
   } catch (err) {
     fatal.push((err as Error).stack ?? String(err));
   } finally {
@@ -276,8 +333,8 @@ async function main(): Promise<number> {
   console.log(`\nThroughput, ${MESSAGE_BYTES}-byte messages, msg/s, median of ${REPEATS} interleaved runs (ratio = proxy / direct)`);
   console.log(
     table([
-      ['sessions', 'mode', 'direct', 'proxy', 'ratio', 'proxy CPU ms/1k msg', 'proxy CPU % of 1 core', 'errors'],
-      ...scenarios.map((s) => [String(s.sessions), MODE_LABEL[s.mode], fmt(s.direct, 0), fmt(s.proxy, 0), fmt(s.ratio, 2), fmt(s.proxyCpuMsPer1k, 0), fmt(s.proxyCpuPercent, 0), s.errors.length ? `${s.errors.length} FLAGGED` : 'none']),
+      ['backend', 'sessions', 'mode', 'direct', 'proxy', 'ratio', 'proxy CPU ms/1k msg', 'proxy CPU % of 1 core', 'errors'],
+      ...scenarios.map((s) => [s.backend, String(s.sessions), MODE_LABEL[s.mode], fmt(s.direct, 0), fmt(s.proxy, 0), fmt(s.ratio, 2), fmt(s.proxyCpuMsPer1k, 0), fmt(s.proxyCpuPercent, 0), s.errors.length ? `${s.errors.length} FLAGGED` : 'none']),
     ]),
   );
   const latSummary = lat && {
@@ -318,6 +375,7 @@ async function main(): Promise<number> {
     command,
     messageBytes: MESSAGE_BYTES,
     throughput: scenarios.map((s) => ({
+      backend: s.backend,
       sessions: s.sessions,
       mode: s.mode,
       directMsgPerS: Math.round(s.direct),

@@ -180,46 +180,41 @@ export interface ProxyProcess {
   stop(): Promise<number | null>;
 }
 
-/** `node --import tsx bench/lib/proxy-main.ts <yaml>`, extra node flags first. */
-export function startProxy(root: string, configFile: string, nodeFlags: readonly string[] = []): Promise<ProxyProcess> {
-  return new Promise((resolve, reject) => {
-    const child = track(
-      spawn(process.execPath, [...nodeFlags, '--import', 'tsx', join(root, 'bench/lib/proxy-main.ts'), configFile], {
-        cwd: root,
-        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      }),
-    );
-    let output = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (s: string) => {
-      if (output.length < 20000) output += s;
-    });
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`proxy did not start within 30 s:\n${output}`));
-    }, 30000);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`proxy exited (${code}) before it was ready:\n${output}`));
-    });
-    child.on('message', (m: { ready?: number }) => {
-      if (typeof m.ready !== 'number') return;
-      clearTimeout(timer);
-      resolve({
-        pid: child.pid as number,
-        port: m.ready,
-        stats: () => procStats(child.pid as number),
-        output: () => output,
-        async stop() {
-          if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-          child.kill('SIGTERM');
-          const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-          const code = await exited;
-          clearTimeout(t);
-          return code;
-        },
-      });
-    });
+/**
+ * The proxy as it ships: `node [flags] dist/cli/main.js serve --config <yaml>`
+ * (built by the bench first), listening on `port`, which the configuration
+ * names. Ready once it greets on that port.
+ */
+export async function startProxy(root: string, configFile: string, port: number, nodeFlags: readonly string[] = []): Promise<ProxyProcess> {
+  const child = track(
+    spawn(process.execPath, [...nodeFlags, join(root, 'dist/cli/main.js'), 'serve', '--config', configFile], {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
+  let output = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (s: string) => {
+    if (output.length < 20000) output += s;
   });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const failed = exited.then((code) => {
+    throw new Error(`proxy exited (${code}) before it was ready:\n${output}`);
+  });
+  await Promise.race([waitForGreeting(port, 30000), failed]);
+  failed.catch(() => undefined);
+  return {
+    pid: child.pid as number,
+    port,
+    stats: () => procStats(child.pid as number),
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
 }

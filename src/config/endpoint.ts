@@ -12,6 +12,3 @@ export function parseEndpoint(text: string): Endpoint {
   return { host, port };
 }
 
-export function formatEndpoint(endpoint: Endpoint): string {
-  return isIP(endpoint.host) === 6 ? `[${endpoint.host}]:${endpoint.port}` : `${endpoint.host}:${endpoint.port}`;
-}

@@ -6,6 +6,3 @@ export const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data', 'body', 'relay
 
 export type Stage = (typeof STAGES)[number];
 
-export function isStage(value: string): value is Stage {
-  return (STAGES as readonly string[]).includes(value);
-}

@@ -22,26 +22,25 @@ import { buildXclientCommand, heloArgument } from './xclient.js';
 
 export type { ClientIdentity } from './xclient.js';
 
-/** Per-step limits, in seconds. RFC 5321 §4.5.3.2 gives a client's minimums; ours are
- * shorter so our own client still gets a 4xx from us before it gives up on us. */
+/**
+ * Per-step limits, in seconds. Their defaults live in one place, the
+ * configuration schema (`backend.timeouts` in src/config/schema.ts), each
+ * shorter than what RFC 5321 §4.5.3.2 makes our own client wait for us.
+ */
 export interface BackendTimeouts {
-  /** TCP connect (and TLS handshake). @default 10 */
-  connect: number;
-  /** 220 greeting. @default 30 */
-  greeting: number;
-  /** EHLO, STARTTLS, XCLIENT, MAIL, RCPT, RSET, QUIT replies. @default 60 */
-  command: number;
-  /** DATA → 354. @default 60 */
-  dataInit: number;
-  /** Longest a body write may wait for the backend to drain. @default 60 */
-  dataBlock: number;
-  /** Final dot → reply; content filters make this the slow one. @default 300 */
-  dataDone: number;
+  /** TCP connect (and TLS handshake). */
+  readonly connect: number;
+  /** 220 greeting. */
+  readonly greeting: number;
+  /** EHLO, STARTTLS, XCLIENT, MAIL, RCPT, RSET, QUIT replies. */
+  readonly command: number;
+  /** DATA → 354. */
+  readonly dataInit: number;
+  /** Longest a body write may wait for the backend to drain. */
+  readonly dataBlock: number;
+  /** Final dot → reply; content filters make this the slow one. */
+  readonly dataDone: number;
 }
-
-export const DEFAULT_BACKEND_TIMEOUTS: Readonly<BackendTimeouts> = Object.freeze({
-  connect: 10, greeting: 30, command: 60, dataInit: 60, dataBlock: 60, dataDone: 300,
-});
 
 export interface BackendConnectionOptions {
   /** Backend host name or IP address (IPv4 or IPv6). */
@@ -54,7 +53,7 @@ export interface BackendConnectionOptions {
   tlsOptions?: BackendTlsOptions;
   /** Local address to connect from (the one in smtpd_authorized_xclient_hosts). */
   localAddress?: string;
-  timeouts?: Partial<BackendTimeouts>;
+  timeouts: BackendTimeouts;
 }
 
 /** RFC 1870 SIZE, RFC 6152 BODY, RFC 6531 SMTPUTF8; each sent only if the backend offers it. */
@@ -103,7 +102,7 @@ export class BackendConnection {
 
   /** Connects, reads the greeting, says EHLO (and STARTTLS + EHLO if asked). */
   static async open(options: BackendConnectionOptions, signal?: AbortSignal): Promise<BackendConnection> {
-    const timeouts = { ...DEFAULT_BACKEND_TIMEOUTS, ...options.timeouts };
+    const { timeouts } = options;
     let conn: BackendConnection | undefined;
     const onAbort = (): void => {
       if (conn) conn.#fail(new Error('connection attempt aborted'));

@@ -35,6 +35,9 @@ export class Front {
   /** Every socket we accepted and have not seen close, by the id smtp-server's session will carry. */
   private readonly sockets = new Map<string, Socket>();
   private closing = false;
+  /** Session ids: a random per-process prefix and a counter, unique without a syscall per connection. */
+  private readonly idPrefix = randomBytes(4).toString('hex');
+  private idSeq = 0;
 
   constructor(private readonly deps: FrontDeps) {
     this.limits = new ConnectionLimits(deps.config.limits.maxConnections, deps.config.limits.maxConnectionsPerClient);
@@ -70,7 +73,7 @@ export class Front {
       limitHitsTotal.inc({ limit: 'connections' });
       return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_CONNECTIONS', 'refused_cap');
     }
-    const id = randomBytes(8).toString('hex');
+    const id = `${this.idPrefix}${(++this.idSeq).toString(36)}`;
     this.sockets.set(id, socket);
     sessionsActive.inc({ state: 'vetting' });
     // Filled in as the socket passes each gate; read when it closes.

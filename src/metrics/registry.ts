@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'smtp_tarpit_process_' });
+collectDefaultMetrics({ register: registry, prefix: 'smtp_tarpit_' });
 
 /** Fast loopback replies and slow real MTAs both resolve: 1 ms to 10 min. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];

@@ -27,7 +27,8 @@ test('/metrics exports the relay\'s counters and gauges, /healthz answers, /read
       'smtp_tarpit_backend_pool_size',
       'smtp_tarpit_backend_reply_seconds',
       'smtp_tarpit_handler_errors_total',
-      'smtp_tarpit_process_nodejs_eventloop_lag_seconds',
+      'smtp_tarpit_nodejs_eventloop_lag_seconds',
+      'smtp_tarpit_process_resident_memory_bytes',
     ]) {
       assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
     }

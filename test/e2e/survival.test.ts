@@ -20,12 +20,12 @@ async function metric(port: number, name: string, label = ''): Promise<number> {
 async function forkProxy(t: TestContext, backendPort: number): Promise<{ smtp: number; metrics: number; child: ChildProcess }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/fault-proxy.ts', String(backendPort)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   t.after(() => {
     child.kill('SIGKILL');
   });
   const first = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
+    createInterface({ input: child.stdout }).once('line', resolve);
     child.once('exit', (code) => reject(new Error(`proxy exited ${code}: ${stderr}`)));
   });
   return { ...(JSON.parse(first) as { smtp: number; metrics: number }), child };

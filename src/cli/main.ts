@@ -30,12 +30,16 @@ await yargs(hideBin(process.argv))
   )
   .command(
     'check',
-    'Validate the configuration; exit 1 naming file, line and reason',
-    (y) => y.option('config', { alias: 'c', type: 'string', default: DEFAULT_CONFIG, describe: 'Configuration file (YAML)' }),
+    'Validate the configuration and the policy files; exit 1 naming file, line and reason',
+    (y) =>
+      y
+        .option('config', { alias: 'c', type: 'string', default: DEFAULT_CONFIG, describe: 'Configuration file (YAML)' })
+        .option('policies', { type: 'string', describe: 'Policy directory to check instead of the one the configuration names' }),
     (argv) => {
-      process.exitCode = runCheck(argv.config);
+      process.exitCode = runCheck(argv);
     },
   )
+  // `explain` goes here.
   .command('version', 'Print the version', {}, () => {
     console.log(VERSION);
   })

@@ -1,7 +1,8 @@
 /**
- * `smtp-tarpit serve`: load the configuration, start the proxy, and turn
- * signals into actions: SIGTERM/SIGINT drain and stop, SIGHUP reloads what
- * can change live and keeps the old configuration when the new one is invalid.
+ * `smtp-tarpit serve`: load the configuration and the policies, start the
+ * proxy, and turn signals into actions: SIGTERM/SIGINT drain and stop, SIGHUP
+ * reloads what can change live (log level, policies) and keeps the old
+ * configuration or policy when the new one is invalid.
  */
 import { ConfigErrors } from '../config/config-error.js';
 import { loadConfigFile, type ConfigOverrides } from '../config/load.js';
@@ -9,6 +10,7 @@ import type { Config } from '../config/schema.js';
 import { SmtpReplyError } from '../core/errors.js';
 import { createLogger, type Logger } from '../metrics/logger.js';
 import { configReloadsTotal } from '../metrics/registry.js';
+import { PolicyErrors } from '../policy/policy-error.js';
 import { Proxy } from '../smtp/proxy.js';
 
 export interface ServeArgs extends ConfigOverrides {
@@ -27,7 +29,16 @@ export async function runServe(args: ServeArgs): Promise<number> {
     throw err;
   }
   const logger = createLogger(config.log.level);
-  const proxy = new Proxy({ config, logger });
+  let proxy: Proxy;
+  try {
+    proxy = new Proxy({ config, logger });
+  } catch (err) {
+    if (err instanceof PolicyErrors) {
+      for (const e of err.errors) console.error(e.message);
+      return 1;
+    }
+    throw err;
+  }
   const removeTrap = proxy.trap.installProcessHandlers();
   try {
     await proxy.start();
@@ -56,7 +67,10 @@ export async function runServe(args: ServeArgs): Promise<number> {
         },
       );
     };
-    const reload = () => reloadConfig(args, config, logger);
+    const reload = () => {
+      reloadConfig(args, config, logger);
+      proxy.policy.reload('sighup');
+    };
     const finish = (code: number) => {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
@@ -75,9 +89,9 @@ export async function runServe(args: ServeArgs): Promise<number> {
 
 /**
  * Validates the file again; an invalid one keeps the running configuration.
- * Only the log level applies live so far: listeners, limits and the pool need
- * a restart, and the log says which settings changed (policies reload live
- * once the policy engine lands).
+ * Only the log level applies live: listeners, limits and the pool need a
+ * restart, and the log says which settings changed. The policy directory
+ * reloads on the same signal (PolicyStore), each with its own verdict.
  */
 function reloadConfig(args: ServeArgs, running: Config, logger: Logger): void {
   try {

@@ -1,5 +1,7 @@
+import { formatLocated, type Located } from './yaml-schema.js';
+
 /** A configuration mistake, located so an admin can go straight to it. */
-export class ConfigError extends Error {
+export class ConfigError extends Error implements Located {
   override readonly name = 'ConfigError';
   readonly code = 'TARPIT_ERR_CONFIG';
   constructor(
@@ -9,7 +11,7 @@ export class ConfigError extends Error {
     readonly key: string,
     readonly reason: string,
   ) {
-    super(`${file}${line === undefined ? '' : `:${line}:${column ?? 1}`}: ${key ? `${key}: ` : ''}${reason}`);
+    super(formatLocated({ file, line, column, key, reason }));
   }
 }
 

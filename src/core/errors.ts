@@ -16,6 +16,8 @@ interface ErrorSpec {
 export const ERRORS = {
   // RFC 3463 X.3.0: other or undefined mail system status; what the trap answers.
   TARPIT_ERR_INTERNAL: { code: 451, enhanced: '4.3.0', text: 'Internal error, please try again later' },
+  // The same before the banner, where RFC 5321 §3.1 allows only 220, 421 or 554.
+  TARPIT_ERR_INTERNAL_CONNECT: { code: 421, enhanced: '4.3.0', text: 'Internal error, please try again later' },
   // RFC 3463 X.4.1: no answer from host (connect failed or refused).
   TARPIT_ERR_BACKEND_UNAVAILABLE: { code: 451, enhanced: '4.4.1', text: 'Mail system unavailable, please try again later' },
   // RFC 3463 X.4.2: bad connection (backend dropped or timed out mid-transaction).
@@ -37,6 +39,15 @@ export const ERRORS = {
   TARPIT_ERR_MESSAGE_TOO_BIG: { code: 552, enhanced: '5.3.4', text: 'Message exceeds the size limit' },
   // RFC 5321 §4.5.3.1.10: at least 100 recipients must be accepted; more get 452.
   TARPIT_ERR_TOO_MANY_RECIPIENTS: { code: 452, enhanced: '4.5.3', text: 'Too many recipients' },
+  // RFC 3463 X.7.1: delivery not authorized, message refused. The policy's reject
+  // verdict; the text is the reason class (src/policy/evidence.ts REASON_TEXT), never the score.
+  TARPIT_ERR_POLICY_REJECT: { code: 550, enhanced: '5.7.1', text: 'Rejected by policy' },
+  // RFC 5321 §3.1: 554 instead of the 220 greeting refuses the whole session (rejectAt: connect).
+  TARPIT_ERR_POLICY_REJECT_CONNECT: { code: 554, enhanced: '5.7.1', text: 'Rejected by policy' },
+  // The drop verdict: 421 closes the session (RFC 5321 §4.2.2); the client may retry later.
+  TARPIT_ERR_POLICY_DROP: { code: 421, enhanced: '4.7.1', text: 'Connection refused by policy' },
+  // A tarpit survivor, now allowlisted, or a session the tarpit will not relay: retry later.
+  TARPIT_ERR_POLICY_TEMPFAIL: { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, please try again later' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -4,12 +4,15 @@
  * address (Postfix XCLIENT_README: NAME is the verified name). A failed
  * lookup says `[UNAVAILABLE]`, a timeout or server failure `[TEMPUNAVAIL]`, so
  * the backend's reject_unknown_client_hostname keeps its meaning.
+ *
+ * The lookup is the policy's own FCrDNS (src/policy/dns/fcrdns.ts); given the
+ * policy engine's DnsClient it shares that client's cache and in-flight
+ * queries, so the `rdns` check and the name cost one set of DNS queries.
  */
-import { Resolver } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { DnsClient } from '../policy/dns/dns-client.js';
+import { forwardConfirm, NAME_TEMPUNAVAIL, NAME_UNAVAILABLE } from '../policy/dns/fcrdns.js';
 
-export const NAME_UNAVAILABLE = '[UNAVAILABLE]';
-export const NAME_TEMPUNAVAIL = '[TEMPUNAVAIL]';
+export { NAME_TEMPUNAVAIL, NAME_UNAVAILABLE };
 
 export interface ClientNameResolver {
   lookup(address: string): Promise<string>;
@@ -18,29 +21,12 @@ export interface ClientNameResolver {
 /** Used when `smtp.reverseLookup` is off: the backend is told honestly that there is no name. */
 export const NO_LOOKUP: ClientNameResolver = { lookup: () => Promise.resolve(NAME_UNAVAILABLE) };
 
-const TEMPORARY = new Set(['ETIMEOUT', 'ESERVFAIL', 'ECONNREFUSED', 'EREFUSED', 'ECANCELLED']);
-
-export function createClientNameResolver(servers: readonly string[], timeoutSeconds: number): ClientNameResolver {
-  const resolver = new Resolver({ timeout: Math.ceil(timeoutSeconds * 1000), tries: 1 });
-  if (servers.length > 0) resolver.setServers([...servers]);
-  return {
-    async lookup(address: string): Promise<string> {
-      try {
-        const names = await resolver.reverse(address);
-        const family = isIP(address);
-        for (const name of names.slice(0, 4)) {
-          const forward = family === 6 ? await resolver.resolve6(name) : await resolver.resolve4(name);
-          if (forward.some((a) => sameAddress(a, address))) return name.replace(/\.$/, '');
-        }
-        return NAME_UNAVAILABLE;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code ?? '';
-        return TEMPORARY.has(code) ? NAME_TEMPUNAVAIL : NAME_UNAVAILABLE;
-      }
-    },
-  };
+/** Names looked up through a DnsClient shared with the policy checks. */
+export function clientNameResolver(dns: DnsClient): ClientNameResolver {
+  return { lookup: async (address) => (await forwardConfirm(address, dns)).name };
 }
 
-function sameAddress(a: string, b: string): boolean {
-  return a.toLowerCase() === b.toLowerCase();
+/** Names looked up through a DnsClient of their own (no policy engine to share one with). */
+export function createClientNameResolver(servers: readonly string[], timeoutSeconds: number): ClientNameResolver {
+  return clientNameResolver(new DnsClient({ servers, timeout: timeoutSeconds }));
 }

@@ -1,19 +1,24 @@
 /**
  * The front door (DESIGN §3 smtp): our own listener accepts every socket,
  * applies the connection caps, reads a PROXY header from trusted load
- * balancers, and hands the socket to smtp-server (`server.connect`). Owning
- * the socket first is what later lets the tarpit hold it cheaply and score
- * pregreets; here it also lets shutdown drain sessions ourselves, since
- * smtp-server's close() knows nothing of sockets it did not accept.
+ * balancers, asks the policy for a first verdict, and then either hands the
+ * socket to smtp-server (`server.connect`) for the relay path, gives it to the
+ * tarpit's hold (which never relays), or refuses it. Owning the socket first
+ * is what lets the tarpit hold it cheaply; it also lets shutdown drain
+ * sessions ourselves, since smtp-server's close() knows nothing of sockets it
+ * did not accept.
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
-import { replyError, type ErrorCode } from '../core/errors.js';
+import { replyError, type ErrorCode, type SmtpReplyError } from '../core/errors.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../metrics/logger.js';
 import { connectionsTotal, limitHitsTotal, sessionsActive } from '../metrics/registry.js';
 import type { CidrList } from '../policy/lists/cidr-list.js';
+import type { PolicyEngine } from '../policy/engine.js';
+import type { PolicyStore } from '../policy/policy-store.js';
+import type { SessionPolicy } from '../policy/session-policy.js';
 import type { Trap } from '../trap/trap.js';
 import { handOver } from './hand-over.js';
 import { ConnectionLimits } from './limits.js';
@@ -27,6 +32,20 @@ export interface FrontDeps {
   readonly trustedProxies: CidrList;
   /** Hooks in flight for a session id (0 when none, undefined before smtp-server took it). */
   readonly pendingHooks: (sessionId: string) => number | undefined;
+  readonly policy: PolicyStore;
+  /** Where vetted relay sessions wait for smtp-server's onConnect to pick them up, by session id. */
+  readonly vetted: Map<string, Vetted>;
+  /** Gives a socket the policy will not relay to the tarpit's hold. */
+  readonly hold: (socket: Socket, vetted: Vetted) => void;
+}
+
+/** A session after the connect-stage checks: the engine it started with and its standing. */
+export interface Vetted {
+  readonly id: string;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly engine: PolicyEngine;
+  readonly policy: SessionPolicy;
 }
 
 export class Front {
@@ -77,12 +96,13 @@ export class Front {
     this.sockets.set(id, socket);
     sessionsActive.inc({ state: 'vetting' });
     // Filled in as the socket passes each gate; read when it closes.
-    const admitted: { client?: string } = {};
+    const admitted: { client?: string; state: 'vetting' | 'held' | 'relaying' } = { state: 'vetting' };
     socket.once('close', () => {
       this.sockets.delete(id);
+      this.deps.vetted.delete(id);
       this.limits.release();
       if (admitted.client !== undefined) this.limits.releaseClient(admitted.client);
-      sessionsActive.dec({ state: admitted.client === undefined ? 'vetting' : 'relaying' });
+      sessionsActive.dec({ state: admitted.state });
     });
 
     let remoteAddress = socket.remoteAddress ?? '';
@@ -106,16 +126,47 @@ export class Front {
       return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', 'refused_per_client');
     }
     admitted.client = remoteAddress;
-    connectionsTotal.inc({ result: 'accepted' });
+
+    // The client waits for its banner while the connect-stage checks run (at
+    // most the slowest DNS zone's timeout); its socket stays paused meanwhile.
+    const engine = this.deps.policy.current;
+    let policy: SessionPolicy;
+    try {
+      ({ session: policy } = await engine.vet(remoteAddress, { needName: this.deps.config.smtp.reverseLookup, count: true }));
+    } catch (err) {
+      // Counted and logged by the trap; the client hears a temporary failure before any banner.
+      this.deps.trap.catch('connect', err, { sessionId: id });
+      return this.refuse(socket, 'TARPIT_ERR_INTERNAL_CONNECT', 'error');
+    }
+    socket.once('close', () => policy.release());
+    if (socket.destroyed) return;
+    const vetted: Vetted = { id, remoteAddress, remotePort, engine, policy };
+    const action = policy.actionAt('connect');
+    if (action.kind === 'refuse') {
+      return this.refuse(socket, action.error, 'refused_policy');
+    }
     sessionsActive.dec({ state: 'vetting' });
+    if (policy.held || policy.verdict !== 'pass') {
+      // Held, or rejected at a later stage: served by the tarpit, which never relays.
+      connectionsTotal.inc({ result: 'held' });
+      admitted.state = 'held';
+      sessionsActive.inc({ state: 'held' });
+      // The tarpit closes its own on shutdown; the drain below is for relay sessions.
+      this.sockets.delete(id);
+      this.deps.hold(socket, vetted);
+      return;
+    }
+    connectionsTotal.inc({ result: 'accepted' });
+    admitted.state = 'relaying';
     sessionsActive.inc({ state: 'relaying' });
+    this.deps.vetted.set(id, vetted);
     handOver(this.deps.smtp, socket, { id, remoteAddress, remotePort });
   }
 
-  /** Answers at once, before any banner, and closes (RFC 5321 §3.1 allows 421 instead of 220). */
-  private refuse(socket: Socket, code: ErrorCode, result: string): void {
+  /** Answers at once, before any banner, and closes (RFC 5321 §3.1 allows 421 or 554 instead of 220). */
+  private refuse(socket: Socket, reply: ErrorCode | SmtpReplyError, result: string): void {
     connectionsTotal.inc({ result });
-    socket.end(replyError(code).toWire());
+    socket.end((typeof reply === 'string' ? replyError(reply) : reply).toWire());
     // A client that never reads must not keep the socket: the reply is a few bytes.
     setTimeout(() => socket.destroy(), 5000).unref();
   }

@@ -14,17 +14,20 @@ import { limitHitsTotal, messagesTotal, recipientsTotal, sessionDuration } from 
 import type { BackendConnection, MailParams } from '../relay/backend-connection.js';
 import type { BackendPool } from '../relay/pool.js';
 import type { Trap } from '../trap/trap.js';
-import type { ClientNameResolver } from './client-name.js';
+import type { Stage } from '../core/stage.js';
 import { DataGuard } from './data-guard.js';
+import type { Vetted } from './front.js';
 import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
 import { RelaySession } from './session.js';
+import type { TarpitProfile } from '../policy/spec.js';
 
 export interface HandlerDeps {
   readonly config: Config;
   readonly pool: BackendPool;
   readonly trap: Trap;
   readonly logger: Logger;
-  readonly names: ClientNameResolver;
+  /** Sessions the front door vetted and handed over, by session id. */
+  readonly vetted: ReadonlyMap<string, Vetted>;
   readonly faults?: FaultPlan | undefined;
   readonly isShuttingDown: () => boolean;
 }
@@ -66,9 +69,10 @@ export class RelayHandlers {
   }
 
   private async connect(session: SMTPServerSession): Promise<void> {
-    const rs = new RelaySession(session.id, session.remoteAddress, session.remotePort);
+    const vetted = this.deps.vetted.get(session.id);
+    if (!vetted) throw new Error(`session ${session.id} reached smtp-server without a verdict`);
+    const rs = new RelaySession(vetted);
     this.sessions.set(session.id, rs);
-    rs.clientName = this.deps.names.lookup(session.remoteAddress);
     await injectFault(this.deps.faults, 'connect', { remoteAddress: session.remoteAddress });
   }
 
@@ -94,7 +98,13 @@ export class RelayHandlers {
     rs.stage = 'mail';
     await injectFault(this.deps.faults, 'mail', { remoteAddress: rs.address, sender: address.address });
     if (this.deps.isShuttingDown()) throw replyError('TARPIT_ERR_SHUTTING_DOWN');
+    // smtp-server has no HELO hook: the name is checked at the first MAIL.
+    rs.vetted.engine.helo(rs.policy, session.hostNameAppearsAs);
+    await this.policyGate(rs, 'mail');
     rs.startMessage(address.address);
+    // A client already rejected answers for it at a later stage (rejectAt):
+    // the backend need not hear from it at all.
+    if (rs.policy.verdict === 'reject') return;
     let reply: Reply;
     try {
       const backend = await this.backendFor(rs, session);
@@ -117,11 +127,13 @@ export class RelayHandlers {
       limitHitsTotal.inc({ limit: 'recipients' });
       throw replyError('TARPIT_ERR_TOO_MANY_RECIPIENTS');
     }
+    await this.policyGate(rs, 'rcpt');
     const backend = rs.backend;
     if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
     const reply = await this.onBackend(rs, () => backend.rcptTo(address.address));
     rs.current?.rcpt.push({ address: address.address, reply: `${reply.code} ${replyText(reply)}` });
     recipientsTotal.inc({ result: replyClass(reply) });
+    if (reply.code >= 500) rs.vetted.engine.recipientRejected(rs.policy, ++rs.rejectedRecipients);
     if (!isPositive(reply)) throw passThrough(reply);
   }
 
@@ -129,6 +141,7 @@ export class RelayHandlers {
     const rs = this.session(session);
     rs.stage = 'body';
     await injectFault(this.deps.faults, 'data', { remoteAddress: rs.address, sender: rs.current?.from });
+    await this.policyGate(rs, 'data');
     const backend = rs.backend;
     if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
     const guard = new DataGuard({
@@ -171,6 +184,7 @@ export class RelayHandlers {
         port: rs.port,
         helo: session.hostNameAppearsAs || undefined,
         tls: session.secure,
+        ...rs.policy.summary(),
         messages: rs.messages,
         lastStage: rs.stage,
         duration: Number(rs.elapsedSeconds().toFixed(3)),
@@ -178,6 +192,22 @@ export class RelayHandlers {
       'session',
     );
     injectFaultSync(this.deps.faults, 'quit', { remoteAddress: rs.address });
+  }
+
+  /**
+   * What the verdict means at this stage of a relay session: a drop closes
+   * (421), a reject answers 5xx from `rejectAt` on, and a session escalated to
+   * the tarpit mid-way is held for the profile's delay and then told to retry
+   * (451 4.7.1): it gives up its backend connection and is never relayed again.
+   */
+  private async policyGate(rs: RelaySession, stage: Stage): Promise<void> {
+    const action = rs.policy.actionAt(stage);
+    if (action.kind === 'continue') return;
+    this.releaseBackend(rs);
+    if (action.kind === 'refuse') throw action.error;
+    const delay = holdDelay(action.profile, stage);
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay * 1000));
+    throw replyError('TARPIT_ERR_POLICY_TEMPFAIL');
   }
 
   /**
@@ -203,7 +233,7 @@ export class RelayHandlers {
       await backend.xclient({
         address: rs.address,
         port: rs.port,
-        name: rs.clientName ? await rs.clientName : undefined,
+        name: rs.policy.clientName,
         helo: session.hostNameAppearsAs || undefined,
         proto: session.openingCommand === 'EHLO' ? 'ESMTP' : 'SMTP',
       });
@@ -240,6 +270,17 @@ export class RelayHandlers {
     const result = isPositive(reply) ? 'relayed' : reply.code >= 500 ? 'rejected' : 'tempfailed';
     if (rs.current?.result === undefined && rs.current) messagesTotal.inc({ result });
     rs.finishMessage(result, reply, bytes);
+  }
+}
+
+function holdDelay(profile: TarpitProfile, stage: Stage): number {
+  switch (stage) {
+    case 'mail':
+    case 'rcpt':
+    case 'data':
+      return profile.delays[stage];
+    default:
+      return 0;
   }
 }
 

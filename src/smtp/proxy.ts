@@ -12,9 +12,11 @@ import type { Logger } from '../metrics/logger.js';
 import { compileCidrList } from '../policy/lists/cidr-list.js';
 import { BackendPool } from '../relay/pool.js';
 import { Trap } from '../trap/trap.js';
-import { createClientNameResolver, NO_LOOKUP, type ClientNameResolver } from './client-name.js';
 import type { FaultPlan } from './faults.js';
-import { Front } from './front.js';
+import { Front, type Vetted } from './front.js';
+import { createPolicyState, localIdentity } from '../policy/state.js';
+import { PolicyStore } from '../policy/policy-store.js';
+import { Tarpit } from '../tarpit/tarpit.js';
 import { RelayHandlers } from './handlers.js';
 
 export interface ProxyOptions {
@@ -22,8 +24,6 @@ export interface ProxyOptions {
   readonly logger: Logger;
   /** Test-only: make hooks fail on purpose (src/smtp/faults.ts). */
   readonly faults?: FaultPlan;
-  /** Replaces the DNS-based client name lookup (tests). */
-  readonly names?: ClientNameResolver;
 }
 
 export interface ProxyAddresses {
@@ -34,6 +34,8 @@ export interface ProxyAddresses {
 export class Proxy {
   readonly trap: Trap;
   readonly pool: BackendPool;
+  readonly policy: PolicyStore;
+  readonly tarpit: Tarpit;
   private readonly handlers: RelayHandlers;
   private readonly smtp: SMTPServer;
   private readonly front: Front;
@@ -59,13 +61,16 @@ export class Proxy {
       acquireTimeout: b.acquireTimeout,
       reconnect: b.reconnect,
     });
-    const names = options.names ?? (config.smtp.reverseLookup ? createClientNameResolver(config.dns.servers, config.dns.timeout) : NO_LOOKUP);
+    // Throws the policy directory's errors (file:line:col) when it is invalid at start-up.
+    this.policy = new PolicyStore(config.policies, createPolicyState(config), localIdentity(config), logger);
+    this.tarpit = new Tarpit({ config, trap: this.trap, logger });
+    const vetted = new Map<string, Vetted>();
     this.handlers = new RelayHandlers({
       config,
       pool: this.pool,
       trap: this.trap,
       logger,
-      names,
+      vetted,
       faults: options.faults,
       isShuttingDown: () => this.front.shuttingDown,
     });
@@ -82,6 +87,9 @@ export class Proxy {
         `${config.source} proxyProtocol.trustedProxies`,
       ),
       pendingHooks: (id) => this.handlers.sessions.get(id)?.pending,
+      policy: this.policy,
+      vetted,
+      hold: (socket, session) => this.tarpit.hold(socket, session),
     });
     this.metrics = new MetricsServer(() => this.readiness());
   }
@@ -98,6 +106,7 @@ export class Proxy {
       this.options.logger.warn({ err, backend: this.options.config.backend.address }, 'backend unreachable at start-up; clients get 451 until it answers');
     }
     this.pool.start();
+    this.policy.watch();
     const smtp = await this.front.listen();
     this.listening = true;
     const metrics = this.options.config.metrics.listen ? await this.metrics.listen(this.options.config.metrics.listen) : null;
@@ -114,7 +123,8 @@ export class Proxy {
 
   /** SIGTERM: drain (see Front.close), then close the pool and the metrics listener. */
   async stop(graceSeconds = this.options.config.shutdown.grace): Promise<void> {
-    await this.front.close(graceSeconds);
+    this.policy.close();
+    await Promise.all([this.front.close(graceSeconds), this.tarpit.close()]);
     await this.pool.close();
     await this.metrics.close();
     this.options.logger.info('smtp-tarpit stopped');

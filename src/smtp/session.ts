@@ -6,7 +6,9 @@
 import type { Reply } from '../core/reply.js';
 import { replyText } from '../core/reply.js';
 import type { Stage } from '../core/stage.js';
+import type { SessionPolicy } from '../policy/session-policy.js';
 import type { BackendConnection } from '../relay/backend-connection.js';
+import type { Vetted } from './front.js';
 
 export type MessageResult = 'relayed' | 'tempfailed' | 'rejected' | 'aborted';
 
@@ -30,14 +32,22 @@ export class RelaySession {
   pending = 0;
   stage: Stage = 'connect';
   readonly messages: MessageRecord[] = [];
-  /** Resolves to the FCrDNS name (or [UNAVAILABLE]) started at connect. */
-  clientName: Promise<string> | undefined;
+  /** Recipients the backend refused with 5xx in this session (recipient harvesting). */
+  rejectedRecipients = 0;
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
 
-  constructor(
-    readonly id: string,
-    readonly address: string,
-    readonly port: number,
-  ) {}
+  constructor(readonly vetted: Vetted) {
+    this.id = vetted.id;
+    this.address = vetted.remoteAddress;
+    this.port = vetted.remotePort;
+  }
+
+  /** The session's standing with the policy it started with. */
+  get policy(): SessionPolicy {
+    return this.vetted.policy;
+  }
 
   get current(): MessageRecord | undefined {
     return this.messages[this.messages.length - 1];

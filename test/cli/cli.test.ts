@@ -6,12 +6,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
+import { RELAY_POLICIES } from '../helpers/with-proxy.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 
@@ -30,17 +31,53 @@ test('--help lists serve, check and version; serve --help lists the override fla
   for (const c of ['serve', 'check', 'version']) assert.match(r.stdout, new RegExp(`smtp-tarpit ${c}`));
   const s = run('serve', '--help');
   for (const f of ['--config', '--listen', '--backend', '--metrics', '--policies']) assert.match(s.stdout, new RegExp(f));
+  const c = run('check', '--help');
+  for (const f of ['--config', '--policies']) assert.match(c.stdout, new RegExp(f));
 });
 
-test('check passes the shipped configuration and fails a broken one with file:line: reason, exit 1', (t) => {
-  assert.equal(run('check', '--config', 'config/smtp-tarpit.yaml').status, 0);
+test('check passes the shipped configuration and policies, and fails a broken configuration with file:line: reason, exit 1', (t) => {
+  const ok = run('check', '--config', 'config/smtp-tarpit.yaml');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stderr, '');
+  assert.match(ok.stdout, /^config\/smtp-tarpit\.yaml: ok/m);
+  assert.match(ok.stdout, /policies\/policy\.yaml: ok \(allow 0 entries, block 0 entries, 0 DNSBL zones, 0 DNSWL zones, 2 profiles/);
   const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, 'bad.yaml');
   writeFileSync(bad, 'listen: "127.0.0.1:25"\nbackend:\n  adress: "127.0.0.1:10025"\n');
-  const r = run('check', '--config', bad);
+  const r = run('check', '--config', bad, '--policies', 'policies');
   assert.equal(r.status, 1);
   assert.equal(r.stderr.trim(), `${bad}:3:3: backend.adress: unknown setting (check the spelling; see config/smtp-tarpit.schema.json)`);
+  assert.match(r.stdout, /policies\/policy\.yaml: ok/, 'the policies are still checked');
+});
+
+test('check --policies DIR validates another directory laid out the same way, printing every mistake and exit 1', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-policies-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync('policies', dir, { recursive: true });
+  writeFileSync(join(dir, 'block.cidr'), '# ours\n203.0.113.0/24\n198.51.100.9/24\n');
+  const ok = run('check', '--config', 'config/smtp-tarpit.yaml', '--policies', dir);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, new RegExp(`${join(dir, 'policy.yaml')}: ok \\(allow 0 entries, block 2 entries,`));
+  assert.equal(ok.stderr.trim(), `warning: ${join(dir, 'block.cidr')}:3:1: lists.block: host bits set in 198.51.100.9/24; matching the whole /24`);
+
+  const policy = readFileSync(join(dir, 'policy.yaml'), 'utf8');
+  const lineOf = (needle: string) => policy.split('\n').findIndex((l) => l.includes(needle)) + 1;
+  writeFileSync(join(dir, 'policy.yaml'), policy.replace('  drop: 15', '  drop: 5').replace('  pipelining: 5', '  pipelineing: 5'));
+  writeFileSync(join(dir, 'allow.cidr'), '192.0.2.0/24\nmx.example.org\n');
+  const r = run('check', '--policies', dir);
+  assert.equal(r.status, 1);
+  assert.deepEqual(r.stderr.trim().split('\n'), [
+    `${join(dir, 'policy.yaml')}:${lineOf('  drop: 15')}:9: verdicts.drop: must be at least verdicts.reject (8): a higher score never gets a milder verdict`,
+    `${join(dir, 'policy.yaml')}:${lineOf('  pipelining: 5')}:3: protocol.pipelineing: unknown setting (check the spelling; see policies/policy.schema.json)`,
+    `${join(dir, 'allow.cidr')}:2:1: lists.allow: not an IP address: "mx.example.org"`,
+  ]);
+});
+
+test('check names a policy directory that is not there', () => {
+  const r = run('check', '--policies', 'no/such/dir');
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr.trim(), 'no/such/dir/policy.yaml: cannot read: no such file');
 });
 
 test('an unknown option is refused', () => {
@@ -69,7 +106,7 @@ test('serve relays with flags overriding the file, survives SIGHUP with a broken
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, 'smtp-tarpit.yaml');
   writeFileSync(config, readFileSync('config/smtp-tarpit.yaml', 'utf8').replace('reverseLookup: true', 'reverseLookup: false'));
-  const child = spawn(process.execPath, [...CLI, 'serve', '--config', config, '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend.port}`, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI, 'serve', '--config', config, '--policies', RELAY_POLICIES, '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend.port}`, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
   const ready = await firstLogLine(child, (l) => l.msg === 'smtp-tarpit listening');
   const port = (ready.listen as { port: number }).port;

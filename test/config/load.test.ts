@@ -72,7 +72,7 @@ test('command-line flags override the file, and a bad flag is blamed on the flag
   assert.deepEqual(errorsOf('{}', { listen: 'nonsense' }), ['command line: --listen: must be host:port (IPv6 as [::1]:25)']);
 });
 
-test('settings that only make sense together are checked together', () => {
-  assert.ok(errorsOf('tls:\n  key: /k.pem\n').some((e) => e.includes('set both key and cert')));
-  assert.ok(errorsOf('backend:\n  poolSize: 2\n  warm: 5\n').some((e) => e.includes('backend.warm')));
+test('settings that only make sense together are checked together, located at the key', () => {
+  assert.deepEqual(errorsOf('tls:\n  key: /k.pem\n'), ['site.yaml:2:3: tls: set both key and cert, or neither']);
+  assert.deepEqual(errorsOf('backend:\n  poolSize: 2\n  warm: 5\n'), ['site.yaml:3:9: backend.warm: must not exceed backend.poolSize (2)']);
 });

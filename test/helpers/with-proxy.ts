@@ -3,6 +3,7 @@
  * (`finally`), with its JSON log lines captured for assertions.
  */
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { loadConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { createLogger } from '../../src/metrics/logger.js';
@@ -31,9 +32,13 @@ export interface ProxyTestOptions {
   readonly metrics?: boolean;
 }
 
+/** Relays every loopback client at once: no first-contact hold, no DNS (test/fixtures/policies/relay). */
+export const RELAY_POLICIES = fileURLToPath(new URL('../fixtures/policies/relay', import.meta.url));
+
 export function testConfig(options: ProxyTestOptions): Config {
   const base: Record<string, unknown> = {
     listen: '127.0.0.1:0',
+    policies: RELAY_POLICIES,
     hostname: 'tarpit.test',
     backend: { address: `127.0.0.1:${options.backendPort}`, poolSize: 10, warm: 2, acquireTimeout: 2, timeouts: { connect: 2, greeting: 5, command: 5, dataInit: 5, dataBlock: 5, dataDone: 10 }, reconnect: { minDelay: 0.05, maxDelay: 0.5 } },
     smtp: { reverseLookup: false },

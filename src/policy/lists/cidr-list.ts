@@ -1,6 +1,11 @@
 /**
  * Address lists (trusted proxies, allow and deny lists) compiled once at load
- * into a `net.BlockList`. A bad line throws `CidrListError` naming source and
+ * into an index: one map per prefix length from masked network to entry, so
+ * a lookup costs one map probe per distinct prefix length in the file (a few
+ * µs at 10,000 entries). Not `net.BlockList`: it walks its rules one by one
+ * (about 140 µs per miss at 10,000 entries here) and checks IPv4 addresses
+ * against IPv6 rules as ::ffff:a.b.c.d, so `::/0` matched every IPv4 client.
+ * A bad line throws `CidrListError` naming source and
  * line, so a typo stops a (re)load instead of silently matching nothing; a
  * connection only ever calls `has()`.
  *
@@ -40,6 +45,8 @@ export interface CidrList {
    * Anything that is not an IP address is simply not listed.
    */
   has(address: string): boolean;
+  /** The first entry (lowest line, as in a Postfix table) holding `address`, for messages that name the line. */
+  match(address: string): CidrEntry | undefined;
 }
 
 export class CidrListError extends Error {
@@ -59,28 +66,75 @@ export class CidrListError extends Error {
 const PREFIX_RE = /^\d{1,3}$/;
 
 export function compileCidrList(entries: readonly { value: string; line: number }[], source: string): CidrList {
-  const blockList = new net.BlockList();
+  const ipv4 = new Map<number, Map<number, CidrEntry>>();
+  const ipv6 = new Map<number, Map<string, CidrEntry>>();
   const compiled: CidrEntry[] = [];
   const warnings: string[] = [];
   for (const raw of entries) {
-    const entry = compileEntry(raw.value.trim(), raw.line, source);
-    if (entry.prefix === fullLength(entry.family)) blockList.addAddress(entry.address, entry.family);
-    else blockList.addSubnet(entry.address, entry.prefix, entry.family);
+    const entry = Object.freeze(compileEntry(raw.value.trim(), raw.line, source));
+    if (entry.family === 'ipv4') firstWins(ipv4, entry.prefix, ipv4Network(ipv4Number(ipv4Bytes(entry.address)), entry.prefix), entry);
+    else firstWins(ipv6, entry.prefix, ipv6Key(ipv6Bytes(entry.address), entry.prefix), entry);
     if (entry.hostBitsSet) {
       warnings.push(`${source}:${entry.line}: host bits set in ${entry.value}; matching the whole /${entry.prefix}`);
     }
-    compiled.push(Object.freeze(entry));
+    compiled.push(entry);
   }
+  const match = (address: string): CidrEntry | undefined => {
+    if (compiled.length === 0) return undefined;
+    const folded = foldAddress(address);
+    if (folded === undefined) return undefined;
+    let best: CidrEntry | undefined;
+    if (folded.family === 'ipv4') {
+      const n = ipv4Number(ipv4Bytes(folded.address));
+      for (const [prefix, networks] of ipv4) {
+        const entry = networks.get(ipv4Network(n, prefix));
+        if (entry !== undefined && (best === undefined || entry.line < best.line)) best = entry;
+      }
+    } else {
+      const bytes = ipv6Bytes(folded.address);
+      for (const [prefix, networks] of ipv6) {
+        const entry = networks.get(ipv6Key(bytes, prefix));
+        if (entry !== undefined && (best === undefined || entry.line < best.line)) best = entry;
+      }
+    }
+    return best;
+  };
   return Object.freeze({
     source,
     size: compiled.length,
     entries: Object.freeze(compiled),
     warnings: Object.freeze(warnings),
-    has(address: string): boolean {
-      const folded = foldAddress(address);
-      return folded !== undefined && blockList.check(folded.address, folded.family);
-    },
+    has: (address: string) => match(address) !== undefined,
+    match,
   });
+}
+
+/** The first line wins, as in a Postfix table. */
+function firstWins<K>(byPrefix: Map<number, Map<K, CidrEntry>>, prefix: number, key: K, entry: CidrEntry): void {
+  let networks = byPrefix.get(prefix);
+  if (networks === undefined) {
+    networks = new Map();
+    byPrefix.set(prefix, networks);
+  }
+  if (!networks.has(key)) networks.set(key, entry);
+}
+
+function ipv4Number(bytes: Uint8Array): number {
+  return (((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0;
+}
+
+function ipv4Network(n: number, prefix: number): number {
+  return prefix === 0 ? 0 : (n & (-1 << (32 - prefix))) >>> 0;
+}
+
+/** The bytes under `prefix`, host bits cleared, as a map key. */
+function ipv6Key(bytes: Uint8Array, prefix: number): string {
+  let key = '';
+  const full = prefix >> 3;
+  for (let i = 0; i < full; i++) key += String.fromCharCode(bytes[i] ?? 0);
+  const rest = prefix & 7;
+  if (rest !== 0) key += String.fromCharCode((bytes[full] ?? 0) & (0xff << (8 - rest)) & 0xff);
+  return key;
 }
 
 export function parseCidrListText(text: string, source: string): CidrList {
@@ -147,7 +201,7 @@ function hasHostBits(bytes: Uint8Array, prefix: number): boolean {
   return false;
 }
 
-/** Returns the address ready for `BlockList.check`, or undefined for non-IPs. */
+/** The address with a zone id dropped and IPv4-mapped IPv6 folded to IPv4, or undefined for non-IPs. */
 function foldAddress(address: string): { address: string; family: 'ipv4' | 'ipv6' } | undefined {
   // Sockets report link-local peers with a zone id; entries never carry one.
   const bare = address.includes('%') ? address.slice(0, address.indexOf('%')) : address;

@@ -1,0 +1,32 @@
+/**
+ * The `rdns` check: reverse DNS present and forward-confirmed (FCrDNS, as
+ * Postfix's reject_unknown_client_hostname sees it). A missing PTR weighs
+ * `missing`, a PTR that does not lead back to the client `unconfirmed`; a
+ * lookup that failed or timed out weighs nothing, because that is our
+ * resolver's fault, not the client's. `name` is the XCLIENT NAME value.
+ */
+import type { DnsClient } from '../dns/dns-client.js';
+import { forwardConfirm, type FcrdnsStatus } from '../dns/fcrdns.js';
+import type { Evidence } from '../evidence.js';
+import type { Policy } from '../spec.js';
+
+export interface RdnsCheck {
+  readonly evidence: Evidence[];
+  /** Verified name without the trailing dot, `[UNAVAILABLE]` or `[TEMPUNAVAIL]`. */
+  readonly name: string;
+  readonly status: FcrdnsStatus;
+  /** PTR names seen, for `explain`. */
+  readonly ptr: readonly string[];
+}
+
+export async function checkRdns(address: string, weights: Policy['rdns'], dns: DnsClient): Promise<RdnsCheck> {
+  const result = await forwardConfirm(address, dns);
+  const evidence: Evidence[] = [];
+  if (result.status === 'missing') {
+    evidence.push({ check: 'rdns', weight: weights.missing, reason: `no reverse DNS (PTR) for ${address}`, class: 'rdns' });
+  } else if (result.status === 'unconfirmed') {
+    const names = result.ptr.slice(0, 3).join(', ');
+    evidence.push({ check: 'rdns', weight: weights.unconfirmed, reason: `reverse DNS ${names} does not resolve back to ${address}`, class: 'rdns' });
+  }
+  return { evidence, name: result.name, status: result.status, ptr: result.ptr };
+}

@@ -1,0 +1,389 @@
+/**
+ * Reads a policy directory (`policy.yaml` and the list files it names),
+ * validates it and compiles it into the frozen Policy every check reads
+ * (src/policy/spec.ts). Validation and compilation only: what a check does
+ * with the policy lives in the check.
+ *
+ * Every mistake is reported at once, located at file:line:column and its key,
+ * whether it is in the YAML (schema or meaning) or in a list file, so an admin
+ * fixes a broken reload in one pass.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { ErrorObject } from 'ajv';
+import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath } from '../config/yaml-schema.js';
+import { CidrListError, compileCidrList, parseCidrListText, type CidrList } from './lists/cidr-list.js';
+import { AnswerRangeError, parseAnswerRange } from './lists/answer-range.js';
+import { PolicyError, PolicyErrors, policyWarning, type PolicyWarning } from './policy-error.js';
+import { POLICY_SCHEMA, type RawPolicy, type RawProfile, type RawZone } from './schema.js';
+import type { AnswerRange, DnsZone, Policy, TarpitProfile } from './spec.js';
+
+/** The main file's name in a policy directory. */
+export const POLICY_FILE = 'policy.yaml';
+
+/** A list file with more bad lines than this is probably not a list: the rest are summed up in one line. */
+const MAX_LIST_ERRORS = 20;
+
+/** Longer first-contact greetings lose real MTAs (DESIGN §2: some time a greeting out at 30 s). */
+const GREETING_PATIENCE = 30;
+
+export interface LoadedPolicy {
+  readonly policy: Policy;
+  /** Accepted but doubtful lines (host bits set, duplicates, unused profiles); `check` and reloads print them. */
+  readonly warnings: readonly PolicyWarning[];
+  /** Absolute paths of every file the policy was read from, for a file watch. */
+  readonly files: readonly string[];
+}
+
+export interface PolicyTextOptions {
+  /** The policy directory: list files are read relative to it. */
+  readonly dir: string;
+  /** The main file as messages name it; default `<dir>/policy.yaml`. */
+  readonly file?: string;
+  /** Reads a list file (absolute path) as text; default the file system. Tests hand lists in without files. */
+  readonly readFile?: (path: string) => string;
+}
+
+const validate = compileSchema(POLICY_SCHEMA);
+
+/** Loads `<dir>/policy.yaml` and its lists; throws PolicyErrors naming every mistake. */
+export function loadPolicyDir(dir: string): Policy {
+  return loadPolicyDirWithWarnings(dir).policy;
+}
+
+export function loadPolicyDirWithWarnings(dir: string): LoadedPolicy {
+  const file = join(dir, POLICY_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new PolicyErrors([new PolicyError(file, undefined, undefined, '', `cannot read: ${readFailure(err)}`)]);
+  }
+  return loadPolicyText(text, { dir, file });
+}
+
+export function loadPolicyText(text: string, options: PolicyTextOptions): LoadedPolicy {
+  const file = options.file ?? join(options.dir, POLICY_FILE);
+  const yaml = YamlFile.parse(text, file);
+  if (yaml.value === undefined) throw new PolicyErrors(yaml.issues.map((l) => PolicyError.from(l)));
+  const raw = yaml.value;
+  const schemaErrors = schemaIssues(validate(raw), yaml, { schemaFile: 'policies/policy.schema.json', reason: policyReason });
+  const loader = new Loader(yaml, raw, options, schemaErrors.map((e) => e.path.join('.')));
+  loader.errors.push(...schemaErrors);
+  loader.warnings.push(...yaml.warnings);
+  const compiled = loader.compile();
+  if (loader.errors.length > 0 || compiled === undefined) throw new PolicyErrors(sorted(loader.errors).map((l) => PolicyError.from(l)));
+  return {
+    policy: deepFreeze(compiled),
+    warnings: Object.freeze(loader.warnings.map(policyWarning)),
+    files: Object.freeze([resolve(file), ...loader.files]),
+  };
+}
+
+function policyReason(e: ErrorObject, path: YamlPath): string | undefined {
+  const last = path[path.length - 1];
+  if (e.keyword === 'anyOf' && last === 'end') return 'must be allowlist, or {reply: 421, 451 or 554, text: "..."}';
+  if (e.keyword === 'anyOf' && last === 'allow') return 'must be a file name, or {file: name}';
+  if (e.keyword === 'propertyNames') return 'profile names are letters, digits, -, _ and dots, starting with a letter or digit, at most 64 long';
+  if (e.keyword === 'pattern' && last === 'text') return 'must be printable ASCII on one line';
+  return undefined;
+}
+
+/** Holds one load's findings; each step adds what it finds and goes on, so every mistake is reported. */
+class Loader {
+  readonly errors: Located[] = [];
+  readonly warnings: Located[] = [];
+  readonly files: string[] = [];
+
+  constructor(
+    private readonly yaml: YamlFile,
+    private readonly raw: Record<string, unknown>,
+    private readonly options: PolicyTextOptions,
+    /** Keys the schema already refused: checks that read them stay quiet rather than repeat or guess. */
+    private readonly refused: readonly string[],
+  ) {}
+
+  /** The Policy, or undefined when anything was wrong (the errors say what). */
+  compile(): Policy | undefined {
+    this.checkThresholds();
+    const profiles = this.compileProfiles();
+    const firstContactProfile = this.profileRef(['firstContact', 'profile'], profiles);
+    const tarpitProfile = this.profileRef(['tarpit', 'profile'], profiles);
+    this.warnAboutProfiles(profiles, firstContactProfile);
+    const allow = this.compileList(['lists', 'allow'], this.listFileName(['lists', 'allow']));
+    const block = this.compileList(['lists', 'block'], this.listFileName(['lists', 'block']));
+    const dnsbl = this.compileZones('dnsbl');
+    const dnswl = this.compileZones('dnswl');
+    if (this.errors.length > 0 || !firstContactProfile || !tarpitProfile || !allow || !block || !dnsbl || !dnswl) return undefined;
+
+    // No errors: the schema accepted every shape and filled every default.
+    const r = this.raw as unknown as RawPolicy;
+    return {
+      dir: resolve(this.options.dir),
+      file: resolve(this.yaml.file),
+      thresholds: { tarpit: r.verdicts.tarpit, reject: r.verdicts.reject, drop: r.verdicts.drop },
+      rejectAt: r.verdicts.rejectAt,
+      tarpitProfile,
+      lists: { allow, block: { list: block, weight: r.lists.block?.weight ?? blockWeightDefault() } },
+      dnsbl,
+      dnswl,
+      rdns: { ...r.rdns },
+      helo: { ...r.helo },
+      firstContact: { enabled: r.firstContact.enabled, profile: firstContactProfile },
+      pregreet: r.pregreet,
+      protocol: { ...r.protocol },
+      harvest: { ...r.harvest },
+      rate: { group: { ...r.rate.group }, maxConcurrent: r.rate.maxConcurrent, maxPerMinute: r.rate.maxPerMinute, weight: r.rate.weight },
+      allowlistCache: { ...r.allowlistCache },
+      profiles: frozenMap(profiles),
+    };
+  }
+
+  private checkThresholds(): void {
+    const tarpit = this.number(['verdicts', 'tarpit']);
+    const reject = this.number(['verdicts', 'reject']);
+    const drop = this.number(['verdicts', 'drop']);
+    if (tarpit !== undefined && reject !== undefined && reject < tarpit) {
+      this.error(['verdicts', 'reject'], `must be at least verdicts.tarpit (${tarpit}): a higher score never gets a milder verdict`);
+    }
+    if (reject !== undefined && drop !== undefined && drop < reject) {
+      this.error(['verdicts', 'drop'], `must be at least verdicts.reject (${reject}): a higher score never gets a milder verdict`);
+    } else if (reject === undefined && tarpit !== undefined && drop !== undefined && drop < tarpit) {
+      this.error(['verdicts', 'drop'], `must be at least verdicts.tarpit (${tarpit}): a higher score never gets a milder verdict`);
+    }
+  }
+
+  private compileProfiles(): Map<string, TarpitProfile> {
+    const profiles = new Map<string, TarpitProfile>();
+    const all = this.get(['profiles']);
+    if (!isRecord(all)) return profiles;
+    for (const name of Object.keys(all)) {
+      const path = ['profiles', name];
+      if (!this.clean(path)) continue;
+      const p = all[name] as RawProfile;
+      if (typeof p.end === 'object') {
+        // An enhanced status code of the wrong class confuses clients and log readers alike.
+        const enhanced = /^([245])\.\d{1,3}\.\d{1,3}(?:\s|$)/.exec(p.end.text);
+        const replyClass = String(p.end.reply)[0];
+        if (enhanced && enhanced[1] !== replyClass) {
+          this.error([...path, 'end', 'text'], `enhanced status code ${enhanced[0].trim()} does not match reply ${p.end.reply} (write ${replyClass}.x.x)`);
+        }
+      }
+      profiles.set(name, {
+        name,
+        delays: { ...p.delays },
+        end: p.end === 'allowlist' ? { kind: 'allowlist' } : { kind: 'reply', code: p.end.reply, text: p.end.text },
+      });
+    }
+    return profiles;
+  }
+
+  private profileRef(path: YamlPath, profiles: ReadonlyMap<string, TarpitProfile>): TarpitProfile | undefined {
+    const name = this.get(path);
+    // Profiles the schema refused wholesale were reported already.
+    if (typeof name !== 'string' || !this.clean(path) || !this.clean(['profiles'])) return undefined;
+    const profile = profiles.get(name);
+    const all = this.get(['profiles']);
+    // A profile refused by the schema was reported already; naming it is not a second mistake.
+    if (profile === undefined && !(isRecord(all) && Object.hasOwn(all, name))) {
+      const known = isRecord(all) ? Object.keys(all) : [];
+      const defaulted = this.yaml.written(path) ? '' : ' (the default; set it to one of yours)';
+      this.error(path, `no profile named "${name}" under profiles${defaulted}${known.length > 0 ? `; profiles: ${known.join(', ')}` : ''}`);
+    }
+    return profile;
+  }
+
+  private warnAboutProfiles(profiles: ReadonlyMap<string, TarpitProfile>, firstContact: TarpitProfile | undefined): void {
+    const used = new Set([this.get(['firstContact', 'profile']), this.get(['tarpit', 'profile'])]);
+    for (const name of profiles.keys()) {
+      if (!used.has(name)) this.warnings.push(this.yaml.issue(['profiles', name], 'not used by firstContact.profile nor tarpit.profile', 'key'));
+    }
+    if (firstContact && this.get(['firstContact', 'enabled']) === true && firstContact.delays.banner > GREETING_PATIENCE) {
+      this.warnings.push(
+        this.yaml.issue(
+          ['profiles', firstContact.name, 'delays', 'banner'],
+          `${firstContact.delays.banner} s before the greeting of a first contact: some real MTAs give up after ${GREETING_PATIENCE} s; spread the hold over the stages instead`,
+        ),
+      );
+    }
+  }
+
+  /** The list file a `lists.*` key names, or undefined for no list (or a refused key). */
+  private listFileName(path: YamlPath): string | undefined {
+    const value = this.get(path);
+    if (typeof value === 'string') return value;
+    const file = this.get([...path, 'file']);
+    return typeof file === 'string' ? file : undefined;
+  }
+
+  private compileList(path: YamlPath, name: string | undefined): CidrList | undefined {
+    if (!this.clean(path)) return undefined;
+    const key = path.join('.');
+    if (name === undefined) return compileCidrList([], `${key} (none)`);
+    const namePath = typeof this.get(path) === 'string' ? path : [...path, 'file'];
+    const absolute = resolve(this.options.dir, name);
+    const shown = isAbsolute(name) ? name : join(this.options.dir, name);
+    let text: string;
+    try {
+      text = (this.options.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(absolute);
+    } catch (err) {
+      this.errors.push({ ...this.yaml.issue(namePath, `cannot read ${shown}: ${readFailure(err)}`), key });
+      return undefined;
+    }
+    this.files.push(absolute);
+    const lines = text.split(/\r?\n/);
+    const at = (line: number, reason: string): Located => ({ file: shown, line, column: (lines[line - 1]?.search(/\S/) ?? 0) + 1, key, reason });
+    let list: CidrList;
+    try {
+      list = parseCidrListText(text, shown);
+    } catch (err) {
+      if (!(err instanceof CidrListError)) throw err;
+      this.errors.push(...listErrors(lines, shown).map((e) => at(e.line, e.reason)));
+      return undefined;
+    }
+    const seen = new Map<string, number>();
+    for (const entry of list.entries) {
+      if (entry.hostBitsSet) this.warnings.push(at(entry.line, `host bits set in ${entry.value}; matching the whole /${entry.prefix}`));
+      const canonical = `${entry.address}/${entry.prefix}`;
+      const first = seen.get(canonical);
+      if (first !== undefined) this.warnings.push(at(entry.line, `${entry.value} is already on line ${first}`));
+      else seen.set(canonical, entry.line);
+    }
+    return list;
+  }
+
+  private compileZones(key: 'dnsbl' | 'dnswl'): DnsZone[] | undefined {
+    const zones = this.get([key]);
+    if (!Array.isArray(zones)) return undefined;
+    const compiled: DnsZone[] = [];
+    const seen = new Map<string, number>();
+    let ok = true;
+    zones.forEach((z: unknown, i) => {
+      const path = [key, String(i)];
+      if (!isRecord(z) || !this.clean(path)) {
+        ok = false;
+        return;
+      }
+      const zone = z as unknown as RawZone;
+      const name = zone.zone.toLowerCase().replace(/\.$/, '');
+      const problem = zoneNameProblem(name);
+      if (problem) this.error([...path, 'zone'], problem);
+      const earlier = seen.get(name);
+      if (earlier !== undefined) this.error([...path, 'zone'], `${name} is already ${key}.${earlier}: its weight would count twice`);
+      seen.set(name, i);
+      if (key === 'dnsbl' && zone.weight < 0) this.warnings.push(this.yaml.issue([...path, 'weight'], 'negative weight on a blocklist lowers the score of listed clients; did you mean dnswl?'));
+      if (key === 'dnswl' && zone.weight > 0) this.warnings.push(this.yaml.issue([...path, 'weight'], 'positive weight on an allowlist raises the score of listed clients; did you mean dnsbl?'));
+      const answers: AnswerRange[] = [];
+      zone.answers.forEach((text, j) => {
+        try {
+          const parsed = parseAnswerRange(text);
+          answers.push(parsed.range);
+          if (parsed.warning) this.warnings.push(this.yaml.issue([...path, 'answers', String(j)], parsed.warning));
+        } catch (err) {
+          if (!(err instanceof AnswerRangeError)) throw err;
+          this.error([...path, 'answers', String(j)], err.reason);
+        }
+      });
+      compiled.push({ zone: name, weight: zone.weight, answers, timeout: zone.timeout });
+    });
+    return ok ? compiled : undefined;
+  }
+
+  private error(path: YamlPath, reason: string): void {
+    this.errors.push(this.yaml.issue(path, reason));
+  }
+
+  private get(path: YamlPath): unknown {
+    let value: unknown = this.raw;
+    for (const segment of path) {
+      if (!isRecord(value) && !Array.isArray(value)) return undefined;
+      if (!Object.hasOwn(value, segment)) return undefined;
+      value = (value as Record<string, unknown>)[segment];
+    }
+    return value;
+  }
+
+  private number(path: YamlPath): number | undefined {
+    const value = this.get(path);
+    return typeof value === 'number' && this.clean(path) ? value : undefined;
+  }
+
+  /** True when the schema refused nothing at, above or below `path`. */
+  private clean(path: YamlPath): boolean {
+    const key = path.join('.');
+    return !this.refused.some((r) => r === key || key.startsWith(`${r}.`) || r.startsWith(`${key}.`) || (r === '' && key !== ''));
+  }
+}
+
+function blockWeightDefault(): number {
+  return POLICY_SCHEMA.properties.lists.properties.block.properties.weight.default;
+}
+
+/** Every bad line of a list that failed to compile, not just the first. */
+function listErrors(lines: readonly string[], source: string): { line: number; reason: string }[] {
+  const found: { line: number; reason: string }[] = [];
+  let more = 0;
+  lines.forEach((rawLine, i) => {
+    const hash = rawLine.indexOf('#');
+    const value = (hash === -1 ? rawLine : rawLine.slice(0, hash)).trim();
+    if (value === '') return;
+    try {
+      compileCidrList([{ value, line: i + 1 }], source);
+    } catch (err) {
+      if (!(err instanceof CidrListError)) throw err;
+      if (found.length < MAX_LIST_ERRORS) found.push({ line: err.line, reason: err.reason });
+      else more++;
+    }
+  });
+  const last = found[found.length - 1];
+  if (more > 0 && last) found.push({ line: last.line, reason: `and ${more} more bad lines after this one; is this a list of addresses?` });
+  return found;
+}
+
+const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+function zoneNameProblem(name: string): string | undefined {
+  if (name.length === 0 || name.length > 253) return 'must be a DNS zone name of 1 to 253 characters';
+  const labels = name.split('.');
+  if (labels.length < 2) return 'must be a DNS zone name with at least one dot, such as zen.spamhaus.org';
+  if (labels.includes('')) return 'has an empty label (two dots in a row, or a leading dot)';
+  const bad = labels.find((l) => !LABEL.test(l));
+  if (bad !== undefined) return `"${bad}" is not a DNS label (letters, digits, - and _, at most 63, no - at either end)`;
+  return undefined;
+}
+
+function readFailure(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EISDIR') return 'is a directory, not a file';
+  if (code === 'EACCES') return 'permission denied';
+  return (err as Error).message;
+}
+
+/** File by file (policy.yaml first, then lists in the order they were read), each in line order. */
+function sorted(errors: readonly Located[]): Located[] {
+  const files = [...new Set(errors.map((e) => e.file))];
+  return [...errors].sort((a, b) => files.indexOf(a.file) - files.indexOf(b.file) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** A Map whose writers throw, so a policy shared by every session cannot be changed by one. */
+function frozenMap<K, V>(map: Map<K, V>): ReadonlyMap<K, V> {
+  const refuse = (): never => {
+    throw new TypeError('the policy is read-only');
+  };
+  Object.defineProperties(map, { set: { value: refuse }, delete: { value: refuse }, clear: { value: refuse } });
+  for (const value of map.values()) deepFreeze(value);
+  return Object.freeze(map);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

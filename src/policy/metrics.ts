@@ -1,0 +1,34 @@
+/**
+ * The policy engine's metrics (issue 3 §7, DESIGN §6). Labels are check names,
+ * verdicts and results from fixed sets, never client addresses.
+ */
+import { Counter } from 'prom-client';
+import { registry } from '../metrics/registry.js';
+
+export const checksTotal = new Counter({
+  name: 'smtp_tarpit_checks_total',
+  help: 'Policy checks run, by check and result: hit (gave evidence), miss (nothing found), error (lookup failed or timed out, so no evidence).',
+  labelNames: ['check', 'result'] as const,
+  registers: [registry],
+});
+
+export const verdictsTotal = new Counter({
+  name: 'smtp_tarpit_verdicts_total',
+  help: 'First verdicts given to new client sessions after the connect-stage checks (a first contact held before it may deliver counts as tarpit).',
+  labelNames: ['verdict'] as const,
+  registers: [registry],
+});
+
+export const escalationsTotal = new Counter({
+  name: 'smtp_tarpit_verdict_escalations_total',
+  help: 'Verdicts that rose during a session as evidence arrived (e.g. pass to reject after unknown recipients), by the new verdict.',
+  labelNames: ['verdict'] as const,
+  registers: [registry],
+});
+
+export const policyReloadsTotal = new Counter({
+  name: 'smtp_tarpit_policy_reloads_total',
+  help: 'Policy reloads (SIGHUP or a change in the policy directory), by result: ok, or error (the old policy stays in force).',
+  labelNames: ['result'] as const,
+  registers: [registry],
+});

@@ -1,0 +1,133 @@
+/**
+ * One client session's standing with the policy (DESIGN §2): the evidence so
+ * far, its score, the verdict it gives and, for a held client, the tarpit
+ * profile. It keeps the Policy the session started with, so a reload never
+ * changes the rules under a session in flight (DESIGN §4.6).
+ *
+ * The verdict only escalates (src/policy/score.ts says why). What the verdict
+ * means at each stage is decided here, once, for both paths that serve a
+ * client: smtp-server's hooks (relay) and the tarpit's hold.
+ */
+import { replyError, type SmtpReplyError } from '../core/errors.js';
+import { STAGES, type Stage } from '../core/stage.js';
+import { REASON_TEXT, VERDICTS, type Evidence, type ReasonClass, type Verdict } from './evidence.js';
+import { Score } from './score.js';
+import type { Policy, RejectStage, TarpitProfile } from './spec.js';
+
+/** What to do at a stage, given the verdict so far. */
+export type StageAction =
+  | { readonly kind: 'continue' }
+  /** Answer this refusal now; `close` after writing it (drop, or a 554 greeting). */
+  | { readonly kind: 'refuse'; readonly error: SmtpReplyError; readonly close: boolean }
+  /** Held: wait the profile's delay for the stage; never relay. */
+  | { readonly kind: 'hold'; readonly profile: TarpitProfile };
+
+const CONTINUE: StageAction = { kind: 'continue' };
+
+/** The reject verdict's refusal is answered at `rejectAt` or at the first stage after it the client reaches. */
+function reached(stage: Stage, rejectAt: RejectStage): boolean {
+  return STAGES.indexOf(stage) >= STAGES.indexOf(rejectAt);
+}
+
+export interface SessionPolicyInit {
+  readonly policy: Policy;
+  readonly address: string;
+  /** In the allow list: no checks, no delays, never refused by the score. */
+  readonly trusted: boolean;
+}
+
+export class SessionPolicy {
+  readonly policy: Policy;
+  readonly address: string;
+  readonly trusted: boolean;
+  readonly score: Score;
+  /** Set by the engine once the connect-stage checks are in: first contact holds a client nobody vouched for. */
+  firstContact = false;
+  /** The forward-confirmed client name for XCLIENT NAME (`[UNAVAILABLE]` when none). */
+  clientName = '[UNAVAILABLE]';
+  /** Releases the client group's concurrency slot; called once when the session ends. */
+  release: () => void = () => undefined;
+  private current: Verdict = 'pass';
+  /** Checks that count once per session (HELO, harvest, each protocol violation). */
+  private readonly counted = new Set<string>();
+
+  constructor(init: SessionPolicyInit) {
+    this.policy = init.policy;
+    this.score = new Score(init.policy.thresholds);
+    this.address = init.address;
+    this.trusted = init.trusted;
+  }
+
+  get verdict(): Verdict {
+    return this.current;
+  }
+
+  /** The profile a held client is held with: the tarpit's once the score says tarpit, first contact's before. */
+  get profile(): TarpitProfile | undefined {
+    if (this.current === 'tarpit') return this.policy.tarpitProfile;
+    if (this.current === 'pass' && this.firstContact) return this.policy.firstContact.profile;
+    return undefined;
+  }
+
+  /** Whether this session is held (tarpit verdict, or a first contact), i.e. must never be relayed. */
+  get held(): boolean {
+    return this.profile !== undefined;
+  }
+
+  /** Adds evidence; returns true when the verdict escalated. Trusted clients collect evidence but keep `pass`. */
+  add(evidence: Evidence | readonly Evidence[]): boolean {
+    const list: readonly Evidence[] = Array.isArray(evidence) ? evidence : [evidence as Evidence];
+    let escalated = false;
+    for (const e of list) {
+      this.score.add(e);
+      if (this.trusted) continue;
+      const next = this.score.verdict(this.policy.thresholds);
+      if (VERDICTS.indexOf(next) > VERDICTS.indexOf(this.current)) {
+        this.current = next;
+        escalated = true;
+      }
+    }
+    return escalated;
+  }
+
+  /** True the first time only: some evidence counts once per session however often it shows. */
+  once(key: string): boolean {
+    if (this.counted.has(key)) return false;
+    this.counted.add(key);
+    return true;
+  }
+
+  /** The reason class a refused client is told, never the score. */
+  get reasonClass(): ReasonClass {
+    return this.score.strongestClass() ?? 'protocol';
+  }
+
+  /** What the verdict means at `stage`. */
+  actionAt(stage: Stage): StageAction {
+    switch (this.current) {
+      case 'drop':
+        return { kind: 'refuse', error: replyError('TARPIT_ERR_POLICY_DROP', { text: REASON_TEXT[this.reasonClass] }), close: true };
+      case 'reject': {
+        const rejectAt = this.policy.rejectAt;
+        if (!reached(stage, rejectAt)) return CONTINUE;
+        const text = REASON_TEXT[this.reasonClass];
+        if (stage === 'connect') return { kind: 'refuse', error: replyError('TARPIT_ERR_POLICY_REJECT_CONNECT', { text }), close: true };
+        return { kind: 'refuse', error: replyError('TARPIT_ERR_POLICY_REJECT', { text }), close: false };
+      }
+      default: {
+        const profile = this.profile;
+        return profile ? { kind: 'hold', profile } : CONTINUE;
+      }
+    }
+  }
+
+  /** One line's worth for the session log and `explain`. */
+  summary(): { verdict: Verdict; score: number; firstContact: boolean; reasons: string[] } {
+    return {
+      verdict: this.current,
+      score: this.score.total,
+      firstContact: this.firstContact,
+      reasons: this.score.evidence.map((e) => `${e.check}${e.weight === 0 ? '' : e.weight > 0 ? ` +${e.weight}` : ` ${e.weight}`}: ${e.reason}`),
+    };
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The policy as the checks, the scorer and the tarpit read it: `policy.yaml`
+ * after validation and defaults, with its list files compiled. Loaded by
+ * src/policy/load.ts, frozen, and swapped whole on reload (DESIGN §4.6), so a
+ * session keeps the Policy it started with.
+ *
+ * Units: durations are seconds, as in the config file.
+ */
+import type { CidrList } from './lists/cidr-list.js';
+import type { Verdict } from './evidence.js';
+
+/** A stage at which a `reject` verdict may be answered (DESIGN §2: RCPT keeps sender and recipient in logs). */
+export type RejectStage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data';
+
+/** One inclusive IPv4 range an answer must fall in (`127.0.0.2-127.0.0.11`, or one address, or a CIDR). */
+export interface AnswerRange {
+  /** As written in the file, for `explain`. */
+  readonly text: string;
+  /** IPv4 as unsigned 32-bit integers, inclusive. */
+  readonly first: number;
+  readonly last: number;
+}
+
+/** One DNSBL or DNSWL zone. */
+export interface DnsZone {
+  /** `zen.spamhaus.org`: queried as `<reversed address>.<zone>`. */
+  readonly zone: string;
+  /** Added to the score when listed; negative for an allowlist. */
+  readonly weight: number;
+  /** Answers that count as listed; empty means any A answer. */
+  readonly answers: readonly AnswerRange[];
+  /** Seconds for this zone's lookup; past it the zone counts as not listed. */
+  readonly timeout: number;
+}
+
+export interface TarpitProfile {
+  readonly name: string;
+  /** Seconds held before each reply; 0 answers at once. No single wait above 25 s in the shipped profiles (DESIGN §2). */
+  readonly delays: {
+    readonly banner: number;
+    readonly helo: number;
+    readonly mail: number;
+    readonly rcpt: number;
+    readonly data: number;
+  };
+  /**
+   * What a client that sat every delay out gets at DATA (nothing is relayed from a hold):
+   * `allowlist`: remembered in the allowlist cache and told 451 4.7.1 so its retry is relayed;
+   * a reply: refused with that code and text.
+   */
+  readonly end: { readonly kind: 'allowlist' } | { readonly kind: 'reply'; readonly code: 421 | 451 | 554; readonly text: string };
+}
+
+export interface Policy {
+  /** Directory the files came from (absolute) and the main file, for messages. */
+  readonly dir: string;
+  readonly file: string;
+  /** A score at or above a threshold gives that verdict; the highest one reached wins. */
+  readonly thresholds: { readonly tarpit: number; readonly reject: number; readonly drop: number };
+  readonly rejectAt: RejectStage;
+  /** Profile a `tarpit` verdict holds the client with. */
+  readonly tarpitProfile: TarpitProfile;
+  readonly lists: {
+    /** Skip every check: verdict pass. */
+    readonly allow: CidrList;
+    readonly block: { readonly list: CidrList; readonly weight: number };
+  };
+  readonly dnsbl: readonly DnsZone[];
+  readonly dnswl: readonly DnsZone[];
+  /** Weights for reverse DNS (FCrDNS): no PTR, or a PTR name whose A/AAAA lack the client. */
+  readonly rdns: { readonly missing: number; readonly unconfirmed: number };
+  readonly helo: {
+    readonly notFqdn: number;
+    /** `[192.0.2.1]` that is not the client's address. */
+    readonly literalMismatch: number;
+    /** Our own hostname or one of our addresses. */
+    readonly claimsUs: number;
+    readonly badSyntax: number;
+  };
+  readonly firstContact: {
+    readonly enabled: boolean;
+    /** The hold a client meets when neither the allow list, the allowlist cache nor a DNSWL knows it. */
+    readonly profile: TarpitProfile;
+  };
+  /** Weight for talking before our reply (before the banner, or while a reply is held). */
+  readonly pregreet: number;
+  readonly protocol: {
+    /** A command sent before the previous reply when PIPELINING was not offered or before EHLO's reply. */
+    readonly pipelining: number;
+    readonly bareLf: number;
+    /** HTTP verbs and other non-SMTP commands. */
+    readonly nonSmtp: number;
+  };
+  readonly harvest: {
+    /** Recipients the backend rejected (5xx) in one session or within `window` from one client group. */
+    readonly rejected: number;
+    readonly window: number;
+    readonly weight: number;
+  };
+  readonly rate: {
+    /** Prefix lengths that group client addresses (a /24 and a /64 by default: big senders retry from a neighbour). */
+    readonly group: { readonly ipv4: number; readonly ipv6: number };
+    readonly maxConcurrent: number;
+    readonly maxPerMinute: number;
+    readonly weight: number;
+  };
+  readonly allowlistCache: { readonly ttl: number; readonly maxEntries: number };
+  readonly profiles: ReadonlyMap<string, TarpitProfile>;
+}
+
+/** The verdict for a score under a policy's thresholds. */
+export function verdictFor(score: number, thresholds: Policy['thresholds']): Verdict {
+  if (score >= thresholds.drop) return 'drop';
+  if (score >= thresholds.reject) return 'reject';
+  if (score >= thresholds.tarpit) return 'tarpit';
+  return 'pass';
+}

@@ -1,0 +1,140 @@
+/**
+ * Clients that passed (postscreen's PASS OLD, DESIGN §2): one that sat the
+ * first-contact hold out quietly is remembered here and skips the hold and the
+ * costly checks until its entry expires. Keyed by exact address, IPv4-mapped
+ * folded and canonical (client-group.ts), so a dual-stack listener's
+ * `::ffff:192.0.2.1` and a plain `192.0.2.1` are one client.
+ */
+import { LRUCache } from 'lru-cache';
+
+import { addressKey } from './client-group.js';
+import { allowlistCacheEntries, allowlistCacheHit, allowlistCacheMiss, stateEvictionsTotal } from './metrics.js';
+
+/** A value or a promise of one (see AllowlistStore). */
+export type MaybePromise<T> = T | Promise<T>;
+
+export interface AllowlistEntry {
+  /** Why the client was allowlisted ("sat out the first-contact hold"). */
+  readonly reason: string;
+  /** When, in milliseconds of the store's clock (by default the Unix epoch, as `Date.now()`). */
+  readonly since: number;
+}
+
+/**
+ * What a session asks of an allowlist store, in memory or (issue 6) in Redis.
+ *
+ * Results are `MaybePromise` rather than `Promise`: a Redis store has to
+ * answer later, but the memory store answers at once, and forcing it to wrap
+ * every lookup in a promise would cost an allocation and a microtask per
+ * connection for nothing. A caller typed against this interface checks
+ * `typeof result === 'boolean'` (or awaits); one holding the concrete
+ * `AllowlistCache` gets plain values from the narrower signatures.
+ */
+export interface AllowlistStore {
+  /** Whether `address` passed before and has not expired; counts a hit or a miss. */
+  has(address: string): MaybePromise<boolean>;
+  /** Remembers `address` for the TTL (an existing entry starts its TTL again). */
+  add(address: string, reason: string): MaybePromise<void>;
+  /** For a policy reload: new TTL (seconds) and size, existing entries kept. */
+  resize(ttl: number, maxEntries: number): MaybePromise<void>;
+}
+
+export interface AllowlistCacheOptions {
+  /** Seconds an entry lives (policy `allowlistCache.ttl`). */
+  readonly ttl: number;
+  /** Most entries (policy `allowlistCache.maxEntries`); the least recently seen client goes first. */
+  readonly maxEntries: number;
+  /**
+   * Clock in milliseconds (tests inject one). Default `Date.now`, not a
+   * monotonic clock: `since` is shown to admins, and a store shared by a fleet
+   * (issue 6) needs one time base; a clock step is noise against a TTL of days.
+   */
+  readonly now?: () => number;
+}
+
+export class AllowlistCache implements AllowlistStore {
+  #cache: LRUCache<string, AllowlistEntry>;
+  #ttlMs: number;
+  readonly #now: () => number;
+
+  constructor(options: AllowlistCacheOptions) {
+    this.#now = options.now ?? Date.now;
+    this.#ttlMs = ttlMs(options.ttl);
+    this.#cache = this.#create(this.#ttlMs, options.maxEntries);
+    allowlistCacheEntries.set(0);
+  }
+
+  has(address: string): boolean {
+    const hit = this.#cache.get(addressKey(address)) !== undefined;
+    (hit ? allowlistCacheHit : allowlistCacheMiss).inc();
+    return hit;
+  }
+
+  /** The entry for `address` without counting a lookup or refreshing its place (for `explain` and logs). */
+  peek(address: string): AllowlistEntry | undefined {
+    return this.#cache.peek(addressKey(address));
+  }
+
+  add(address: string, reason: string): void {
+    this.#cache.set(addressKey(address), { reason, since: this.#now() });
+    allowlistCacheEntries.set(this.#cache.size);
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  /** The TTL in seconds. */
+  get ttl(): number {
+    return this.#ttlMs / 1000;
+  }
+
+  get maxEntries(): number {
+    return this.#cache.max;
+  }
+
+  /**
+   * New TTL and size from a reloaded policy. lru-cache fixes `max` at
+   * construction, so the entries move to a new cache, least recently used
+   * first so recency survives and a smaller cache keeps the most recent ones.
+   * Each entry keeps its age: it expires `ttl` after it was added, under the
+   * new TTL; entries already older than that are dropped.
+   */
+  resize(ttl: number, maxEntries: number): void {
+    const newTtl = ttlMs(ttl);
+    if (newTtl === this.#ttlMs && maxEntries === this.#cache.max) return;
+    const next = this.#create(newTtl, maxEntries);
+    const now = this.#now();
+    for (const key of this.#cache.rkeys()) {
+      // peek: no recency change, and undefined for an entry already expired.
+      const entry = this.#cache.peek(key);
+      if (entry === undefined || now - entry.since >= newTtl) continue;
+      next.set(key, entry, { start: entry.since });
+    }
+    this.#cache = next;
+    this.#ttlMs = newTtl;
+    allowlistCacheEntries.set(next.size);
+  }
+
+  #create(ttl: number, max: number): LRUCache<string, AllowlistEntry> {
+    const cache: LRUCache<string, AllowlistEntry> = new LRUCache<string, AllowlistEntry>({
+      max: Math.max(1, Math.floor(max)),
+      ttl,
+      // Exact expiry, and the only way a test's clock is honoured (NOTES.md).
+      ttlResolution: 0,
+      perf: { now: this.#now },
+      // After removal, so `size` is already the new one; a cache being
+      // filled by resize() is not yet the live one and reports at the end.
+      disposeAfter: (_value, _key, reason) => {
+        if (reason === 'evict') stateEvictionsTotal.labels('allowlist').inc();
+        if (this.#cache === cache) allowlistCacheEntries.set(cache.size);
+      },
+    });
+    return cache;
+  }
+}
+
+/** Milliseconds, at least 1 (a TTL of 0 would mean "never expires" to lru-cache). */
+function ttlMs(seconds: number): number {
+  return Math.max(1, Math.round(seconds * 1000));
+}

@@ -1,0 +1,127 @@
+/**
+ * Recipients the backend rejected, per client group, within a sliding window
+ * (policy `harvest.window`, seconds): a dictionary attack spread over many
+ * short sessions, or over neighbouring addresses, still adds up (issue 3).
+ *
+ * Bounded like the rate limiter (DESIGN §4.5): an LRU of at most `maxGroups`
+ * groups, each a fixed ring of BUCKETS counters, so the window costs the same
+ * whether a group sends 5 bad recipients or 5 million. The count is the
+ * current, partial bucket plus the nine before it: the last 90 to 100 % of the
+ * window, erring towards too few.
+ */
+import { LRUCache } from 'lru-cache';
+
+import { stateEvictionsTotal } from './metrics.js';
+
+const BUCKETS = 10;
+
+export interface HarvestWindowOptions {
+  /** Window in seconds (policy `harvest.window`); default 600, and setWindow() on each policy load. */
+  readonly window?: number;
+  /** Most groups remembered; the least recently active is forgotten beyond it. Default 100,000. */
+  readonly maxGroups?: number;
+  /** Clock in milliseconds (tests inject one); default `performance.now`. */
+  readonly now?: () => number;
+}
+
+class Ring {
+  readonly counts = new Uint32Array(BUCKETS);
+  /** Absolute bucket number of the newest slot written. */
+  bucket: number;
+
+  constructor(bucket: number) {
+    this.bucket = bucket;
+  }
+
+  advance(bucket: number): void {
+    const steps = bucket - this.bucket;
+    if (steps <= 0) return;
+    if (steps >= BUCKETS) this.counts.fill(0);
+    else for (let b = this.bucket + 1; b <= bucket; b++) this.counts[b % BUCKETS] = 0;
+    this.bucket = bucket;
+  }
+
+  sum(): number {
+    let total = 0;
+    for (const n of this.counts) total += n;
+    return total;
+  }
+}
+
+export class HarvestWindow {
+  readonly #groups: LRUCache<string, Ring>;
+  readonly #now: () => number;
+  #windowMs: number;
+  #bucketMs: number;
+
+  constructor(options: HarvestWindowOptions = {}) {
+    this.#now = options.now ?? (() => performance.now());
+    this.#windowMs = windowMs(options.window ?? 600);
+    this.#bucketMs = this.#windowMs / BUCKETS;
+    this.#groups = new LRUCache<string, Ring>({
+      max: options.maxGroups ?? 100_000,
+      ttlResolution: 0,
+      perf: { now: this.#now },
+      dispose: (_value, _key, reason) => {
+        if (reason === 'evict') stateEvictionsTotal.labels('harvest').inc();
+      },
+    });
+  }
+
+  /** The window in seconds. */
+  get window(): number {
+    return this.#windowMs / 1000;
+  }
+
+  /**
+   * For a policy reload. A new length re-cuts the buckets, so the counts so
+   * far are dropped: a harvest count is a short-term signal, and a reload that
+   * changes the window is rare.
+   */
+  setWindow(seconds: number): void {
+    const ms = windowMs(seconds);
+    if (ms === this.#windowMs) return;
+    this.#windowMs = ms;
+    this.#bucketMs = ms / BUCKETS;
+    this.#groups.clear();
+  }
+
+  /**
+   * Counts one more rejected recipient for `group`; returns the group's count
+   * within the window, this one included. One per call on purpose: a count
+   * argument would be too easy to confuse with the window.
+   */
+  add(group: string): number {
+    const bucket = this.#bucket();
+    let ring = this.#groups.get(group);
+    if (ring === undefined) ring = new Ring(bucket);
+    ring.advance(bucket);
+    const slot = bucket % BUCKETS;
+    ring.counts[slot] = (ring.counts[slot] ?? 0) + 1;
+    // Nothing in the ring outlives the window, so neither does the entry.
+    this.#groups.set(group, ring, { ttl: this.#windowMs });
+    return ring.sum();
+  }
+
+  /** The group's rejected recipients within the window. */
+  count(group: string): number {
+    const ring = this.#groups.get(group);
+    if (ring === undefined) return 0;
+    ring.advance(this.#bucket());
+    return ring.sum();
+  }
+
+  /** Groups held (expired ones included until touched or evicted). */
+  get size(): number {
+    return this.#groups.size;
+  }
+
+  #bucket(): number {
+    return Math.floor(this.#now() / this.#bucketMs);
+  }
+}
+
+/** Whole milliseconds, at least one per bucket, so a bucket never has length 0. */
+function windowMs(seconds: number): number {
+  return Math.max(BUCKETS, Math.round(seconds * 1000));
+}

@@ -1,0 +1,176 @@
+/**
+ * Where the front door sends every client the policy will not relay: held
+ * (a tarpit verdict, or a first contact) or refused at a later stage (a reject
+ * verdict with `rejectAt` past connect). The hold (hold.ts) owns the socket,
+ * the delays and the protocol; this module is its observer and turns what it
+ * sees into evidence for the session's policy, and the verdict into replies.
+ */
+import type { Socket } from 'node:net';
+import type { Config } from '../config/schema.js';
+import { replyError } from '../core/errors.js';
+import type { Reply } from '../core/reply.js';
+import type { Stage } from '../core/stage.js';
+import type { Logger } from '../metrics/logger.js';
+import type { Evidence } from '../policy/evidence.js';
+import { bareLfEvidence, classifyCommandLine, nonSmtpEvidence, pipeliningEvidence, pregreetEvidence } from '../policy/checks/protocol.js';
+import type { SessionPolicy } from '../policy/session-policy.js';
+import type { TarpitProfile } from '../policy/spec.js';
+import type { Vetted } from '../smtp/front.js';
+import type { Trap } from '../trap/trap.js';
+import { endReply, hold, type HoldSession } from './hold.js';
+import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldSummary } from './types.js';
+
+/** A rejected client is not held: it meets no delay before the refusal at `rejectAt`. */
+const NO_DELAY: TarpitProfile = {
+  name: 'reject',
+  delays: { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0 },
+  end: { kind: 'reply', code: 554, text: '5.7.1 Rejected by policy' },
+};
+
+/** The stage a command's reply belongs to, for the verdict's decisions. */
+const COMMAND_STAGE: Readonly<Record<string, Stage>> = { HELO: 'helo', EHLO: 'helo', MAIL: 'mail', RCPT: 'rcpt', DATA: 'data' };
+
+export interface TarpitDeps {
+  readonly config: Config;
+  readonly trap: Trap;
+  readonly logger: Logger;
+}
+
+export class Tarpit {
+  private readonly sessions = new Set<HoldSession>();
+
+  constructor(private readonly deps: TarpitDeps) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  hold(socket: Socket, vetted: Vetted): void {
+    const { config, trap } = this.deps;
+    const observer = new PolicyObserver(vetted, this.deps.logger, (s) => this.sessions.delete(s));
+    const session = hold(socket, {
+      hostname: config.hostname,
+      profile: vetted.policy.profile ?? NO_DELAY,
+      observer,
+      limits: { maxLineLength: config.limits.maxLineLength, maxRecipients: config.limits.maxRecipients },
+      sizeLimit: config.limits.maxMessageSize,
+      classify: (line) => (classifyCommandLine(line) === 'non-smtp' ? 'nonSmtp' : 'smtp'),
+      onError: (err) => trap.catch('connect', err, { sessionId: vetted.id }),
+    });
+    observer.session = session;
+    this.sessions.add(session);
+  }
+
+  /** Shutdown: every held client is told 421 and closed; none of them has a transaction to finish. */
+  close(): Promise<void> {
+    const reply = replyError('TARPIT_ERR_SHUTTING_DOWN').reply;
+    for (const session of this.sessions) session.close(reply);
+    return Promise.resolve();
+  }
+}
+
+class PolicyObserver implements HoldObserver {
+  session: HoldSession | undefined;
+  /** The score when the hold began: a survivor whose score rose since did something wrong while held. */
+  private readonly startScore: number;
+
+  constructor(
+    private readonly vetted: Vetted,
+    private readonly logger: Logger,
+    private readonly forget: (session: HoldSession) => void,
+  ) {
+    this.startScore = vetted.policy.score.total;
+  }
+
+  private get policy(): SessionPolicy {
+    return this.vetted.policy;
+  }
+
+  onEvent(event: HoldEvent, control: HoldControl): Decision {
+    const policy = this.policy.policy;
+    let evidence: Evidence | undefined;
+    switch (event.kind) {
+      case 'pregreet':
+        evidence = pregreetEvidence(event.stage, 0, policy);
+        break;
+      case 'pipelining':
+        evidence = pipeliningEvidence(event.stage, policy);
+        break;
+      case 'bareLf':
+        evidence = bareLfEvidence(policy);
+        break;
+      case 'nonSmtp':
+        evidence = nonSmtpEvidence(event.line ?? '', policy);
+        break;
+    }
+    this.vetted.engine.observe(this.policy, evidence);
+    return this.decide(undefined, control);
+  }
+
+  onCommand(command: HoldCommand, control: HoldControl): Decision {
+    if (command.verb === 'HELO' || command.verb === 'EHLO') this.vetted.engine.helo(this.policy, command.arg.split(/\s+/)[0]);
+    const positive = command.reply === 'end' || command.reply.code < 400;
+    return this.decide(positive ? COMMAND_STAGE[command.verb] : undefined, control);
+  }
+
+  /**
+   * The verdict at this point: a drop closes at once; a reject refuses the
+   * command of its stage; a verdict that rose to tarpit switches the hold to
+   * the tarpit's profile from the next wait on.
+   */
+  private decide(stage: Stage | undefined, control: HoldControl): Decision {
+    const action = this.policy.actionAt(stage ?? 'connect');
+    if (action.kind === 'refuse') {
+      if (action.close && this.policy.verdict === 'drop') return { reply: action.error.reply, close: true, now: true };
+      if (stage !== undefined) return { reply: action.error.reply, close: action.close };
+      return 'continue';
+    }
+    if (action.kind === 'hold' && action.profile !== control.profile) control.setProfile(action.profile);
+    return 'continue';
+  }
+
+  /**
+   * A client that sat every delay out. One that did nothing wrong while held
+   * (its score did not rise) and whose profile ends in `allowlist` is
+   * remembered, so its retry is relayed at once (DESIGN §2); it hears 451 4.7.1.
+   */
+  onSurvived(control: HoldControl): Reply {
+    const profile = control.profile;
+    if (profile.end.kind === 'allowlist') {
+      if (this.policy.verdict === 'pass' && this.policy.score.total <= this.startScore) this.vetted.engine.survived(this.policy);
+      return replyError('TARPIT_ERR_POLICY_TEMPFAIL').reply;
+    }
+    return endReply(profile);
+  }
+
+  onClose(summary: HoldSummary): void {
+    if (this.session) this.forget(this.session);
+    this.policy.release();
+    this.logger.info(
+      {
+        session: this.vetted.id,
+        client: this.vetted.remoteAddress,
+        port: this.vetted.remotePort,
+        ...this.policy.summary(),
+        path: 'hold',
+        profile: summary.profile,
+        outcome: summary.outcome,
+        lastStage: summary.stage,
+        hangup: summary.hangup,
+        held: round(summary.heldSeconds),
+        heldByStage: summary.held,
+        clientByStage: summary.client,
+        helo: summary.helo,
+        from: summary.mailFrom,
+        rcpt: summary.rcpts.length > 0 ? summary.rcpts : undefined,
+        events: summary.events,
+        duration: round(summary.seconds),
+      },
+      'session',
+    );
+  }
+}
+
+function round(seconds: number): number {
+  return Number(seconds.toFixed(3));
+}

@@ -1,0 +1,161 @@
+/**
+ * What the hold (src/tarpit/hold.ts) tells its observer and what the observer
+ * answers. The hold owns delays, reading and the socket; the observer (the
+ * policy layer) owns every judgement: it sees each protocol event and each
+ * command with the reply the hold would give, and may replace that reply,
+ * close, or drop.
+ */
+import type { Reply } from '../core/reply.js';
+import type { Stage } from '../core/stage.js';
+import type { TarpitProfile } from '../policy/spec.js';
+
+/**
+ * Misbehaviour the hold notices (issue 3, protocol abuse):
+ * `pregreet`: bytes before the banner; `pipelining`: bytes while a later reply
+ * is held (we never offer PIPELINING); `bareLf`: a command ended in LF alone;
+ * `nonSmtp`: the session's first command is not SMTP (an HTTP request, say).
+ */
+export const HOLD_EVENT_KINDS = ['pregreet', 'pipelining', 'bareLf', 'nonSmtp'] as const;
+export type HoldEventKind = (typeof HOLD_EVENT_KINDS)[number];
+
+export interface HoldEvent {
+  readonly kind: HoldEventKind;
+  /** The session's stage when it happened. */
+  readonly stage: Stage;
+  /** For `nonSmtp`: the offending line, cut to 100 characters. */
+  readonly line?: string;
+}
+
+export interface HoldCommand {
+  /** Upper-cased first word (`MAIL`); the whole line when it has no space. */
+  readonly verb: string;
+  /** The rest of the line, trimmed (`FROM:<a@example.org> SIZE=10`). */
+  readonly arg: string;
+  /** The session's stage when the command arrived. */
+  readonly stage: Stage;
+  /**
+   * What the hold will answer if the observer says `continue`: a reply (250,
+   * 503, 500…), or `'end'` for an accepted DATA, whose answer is the end
+   * action (the DATA wait, then `onSurvived`).
+   */
+  readonly reply: Reply | 'end';
+}
+
+/**
+ * The observer's answer to an event or a command.
+ * - `continue` (or undefined): the hold's own reply, after the stage's delay.
+ * - `{ reply }`: this reply instead, after the stage's delay (`now`: at once);
+ *   `close`: close after writing it. For an event during a wait it replaces
+ *   the reply being held. Never 354: the hold takes no body.
+ * - `drop`: 421 at once, then close.
+ * A command line whose event (bareLf, nonSmtp) already got a reply or a drop
+ * is not reported again through onCommand.
+ */
+export type Decision = 'continue' | 'drop' | { readonly reply: Reply; readonly close?: boolean; readonly now?: boolean };
+
+/** How a hold ended. */
+export const HOLD_OUTCOMES = [
+  /** Sat the DATA wait out; got `onSurvived`'s reply. */
+  'survived',
+  /** Sent QUIT. */
+  'quit',
+  /** Closed or reset the connection first. */
+  'hangup',
+  /** The observer said `drop`, or a reply with `close`. */
+  'dropped',
+  /** Silent past the idle timeout when it was its turn. */
+  'idle',
+  /** More protocol errors than `maxErrors`. */
+  'errors',
+  /** Sent more than `maxBytes`, or stopped reading our replies. */
+  'abuse',
+  /** An observer threw; the client got 451 4.3.0. */
+  'error',
+  /** `session.close()` from outside (shutdown, a cap). */
+  'closed',
+] as const;
+export type HoldOutcome = (typeof HOLD_OUTCOMES)[number];
+
+/** Held or client seconds per stage; only stages the hold meets appear. */
+export type StageSeconds = Partial<Record<Stage, number>>;
+
+export interface HoldSummary {
+  readonly outcome: HoldOutcome;
+  /** Furthest stage reached (`quit` does not count: `outcome` says so). */
+  readonly stage: Stage;
+  /** The stage the client hung up in, when outcome is `hangup`. */
+  readonly hangup?: Stage;
+  /** The socket error that ended it (`ECONNRESET`), if one did. */
+  readonly socketError?: string;
+  /** Profile in force at the end (it may have been switched). */
+  readonly profile: string;
+  /** Seconds from hold() to close. */
+  readonly seconds: number;
+  /** Seconds we deliberately held replies, in all and per stage. */
+  readonly heldSeconds: number;
+  readonly held: StageSeconds;
+  /** Seconds the client took to send its commands, per stage (its turn: our reply → its line). */
+  readonly client: StageSeconds;
+  /** Command lines received (too-long lines included). */
+  readonly commands: number;
+  readonly errors: number;
+  readonly bytesRead: number;
+  readonly helo?: string;
+  readonly mailFrom?: string;
+  /** RCPT addresses in the order sent, at most `limits.maxRecipients`. */
+  readonly rcpts: readonly string[];
+  /** Every RCPT command, beyond the list's bound too. */
+  readonly rcptCount: number;
+  /** Each event kind's count. */
+  readonly events: Readonly<Record<HoldEventKind, number>>;
+}
+
+/** A session as an observer sees it: enough to escalate or end it. */
+export interface HoldControl {
+  readonly stage: Stage;
+  readonly profile: TarpitProfile;
+  readonly closed: boolean;
+  /** Takes effect at the next wait; the wait in progress keeps its deadline. */
+  setProfile(profile: TarpitProfile): void;
+  /** Writes the reply (default 421) at once and closes; outcome `closed`. */
+  close(reply?: Reply): void;
+}
+
+export interface HoldObserver {
+  onEvent?(event: HoldEvent, session: HoldControl): Decision | undefined;
+  onCommand?(command: HoldCommand, session: HoldControl): Decision | undefined;
+  /** The client sat the DATA wait out: the reply it gets before we close. Default: the profile's end (see `endReply`). */
+  onSurvived?(session: HoldControl): Reply;
+  /** Exactly once per session, after the socket closed, whatever ended it. */
+  onClose?(summary: HoldSummary): void;
+}
+
+export interface HoldLimits {
+  /** Longest command line, bytes, CRLF included; longer gets 500 and counts as an error. */
+  readonly maxLineLength: number;
+  /** Protocol errors (500, 501, 502, 503, too-long lines) answered before the next one gets 421 and a close. */
+  readonly maxErrors: number;
+  /** Seconds the client has to send a whole command line when it is its turn; then 421 and close. */
+  readonly idleTimeout: number;
+  /** Bytes read from the client in the whole session; past it, 421 and close. */
+  readonly maxBytes: number;
+  /** Recipients recorded and accepted (RFC 5321 §4.5.3.1.8 wants at least 100); more get 452. */
+  readonly maxRecipients: number;
+  /** Bytes of our replies the client has not read before we give up on it. */
+  readonly maxUnread: number;
+  /** Seconds a closing socket gets to flush its last reply before it is destroyed. */
+  readonly closeGrace: number;
+}
+
+export const DEFAULT_HOLD_LIMITS: HoldLimits = Object.freeze({
+  maxLineLength: 4096,
+  maxErrors: 10,
+  idleTimeout: 60,
+  maxBytes: 64 * 1024,
+  maxRecipients: 100,
+  maxUnread: 16 * 1024,
+  closeGrace: 5,
+});
+
+/** What `classify` says about a session's first command line. */
+export type LineClass = 'smtp' | 'nonSmtp';

@@ -1,0 +1,101 @@
+/**
+ * FCrDNS against a real dnsmasq (test/helpers/dns-server.ts): confirmed,
+ * unconfirmed, missing, and our resolver failing (no evidence, `[TEMPUNAVAIL]`),
+ * plus the XCLIENT NAME resolver that now rides on the same lookups.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { checkRdns } from '../../../src/policy/checks/rdns.js';
+import { DnsClient } from '../../../src/policy/dns/dns-client.js';
+import { dnsCacheTotal } from '../../../src/policy/dns/metrics.js';
+import { clientNameResolver, createClientNameResolver, NAME_TEMPUNAVAIL, NAME_UNAVAILABLE } from '../../../src/smtp/client-name.js';
+import { sharedDnsServer, TEST_DNS } from '../../helpers/dns-server.js';
+import { requireTool, type TestContext } from '../../helpers/require-tool.js';
+
+const server = sharedDnsServer();
+const { rdns } = TEST_DNS;
+const WEIGHTS = { missing: 2, unconfirmed: 1 };
+
+async function client(t: TestContext, timeout = 1): Promise<DnsClient | undefined> {
+  if (!requireTool(t, 'dnsmasq')) return undefined;
+  return new DnsClient({ servers: [(await server.get()).address], timeout });
+}
+
+test('a PTR whose A record leads back to the client is confirmed: no evidence, the name without its dot', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  for (const address of [rdns.confirmed.address, `::ffff:${rdns.confirmed.address}`, rdns.confirmed.ipv6]) {
+    assert.deepEqual(await checkRdns(address, WEIGHTS, dns), { evidence: [], name: rdns.confirmed.name, status: 'confirmed', ptr: [rdns.confirmed.name] }, address);
+  }
+});
+
+test('a PTR whose A record is another address is unconfirmed', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const result = await checkRdns(rdns.unconfirmed.address, WEIGHTS, dns);
+  assert.equal(result.name, NAME_UNAVAILABLE);
+  assert.equal(result.status, 'unconfirmed');
+  assert.deepEqual(result.evidence, [
+    { check: 'rdns', weight: 1, reason: `reverse DNS ${rdns.unconfirmed.name} does not resolve back to ${rdns.unconfirmed.address}`, class: 'rdns' },
+  ]);
+});
+
+test('no PTR at all weighs `missing`', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const result = await checkRdns(rdns.missing, WEIGHTS, dns);
+  assert.equal(result.name, NAME_UNAVAILABLE);
+  assert.equal(result.status, 'missing');
+  assert.deepEqual(result.evidence, [{ check: 'rdns', weight: 2, reason: `no reverse DNS (PTR) for ${rdns.missing}`, class: 'rdns' }]);
+});
+
+test('with several PTR names, one that confirms is enough', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const result = await checkRdns(rdns.several.address, WEIGHTS, dns);
+  assert.equal(result.name, rdns.several.name);
+  assert.deepEqual(result.evidence, []);
+  assert.deepEqual([...result.ptr].sort(), ['liar.test', rdns.several.name].sort());
+});
+
+test('a PTR lookup that times out is our fault: [TEMPUNAVAIL], no evidence, within the timeout', async (t) => {
+  const dns = await client(t, 0.3);
+  if (!dns) return;
+  const started = performance.now();
+  const result = await checkRdns(rdns.ptrTimesOut, WEIGHTS, dns);
+  const elapsed = performance.now() - started;
+  assert.deepEqual(result, { evidence: [], name: NAME_TEMPUNAVAIL, status: 'tempfail', ptr: [] });
+  assert.ok(elapsed >= 280 && elapsed < 520, `took ${elapsed.toFixed(0)} ms for a 300 ms timeout`);
+});
+
+test('a forward lookup that times out is our fault too', async (t) => {
+  const dns = await client(t, 0.3);
+  if (!dns) return;
+  const result = await checkRdns(rdns.forwardTimesOut.address, WEIGHTS, dns);
+  assert.deepEqual(result, { evidence: [], name: NAME_TEMPUNAVAIL, status: 'tempfail', ptr: [rdns.forwardTimesOut.name] });
+});
+
+test('an unreachable resolver gives [TEMPUNAVAIL], never evidence against the client', async () => {
+  // Port 9 (discard) on loopback: nothing listens, the query is refused by the kernel or times out.
+  const dns = new DnsClient({ servers: ['127.0.0.1:9'], timeout: 0.3 });
+  const result = await checkRdns(rdns.missing, WEIGHTS, dns);
+  assert.deepEqual(result.evidence, []);
+  assert.equal(result.name, NAME_TEMPUNAVAIL);
+});
+
+test('the XCLIENT name resolver gives the same names and shares the check\'s lookups', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const names = clientNameResolver(dns);
+  assert.equal(await names.lookup(rdns.confirmed.address), rdns.confirmed.name);
+  assert.equal(await names.lookup(rdns.unconfirmed.address), NAME_UNAVAILABLE);
+  assert.equal(await names.lookup(rdns.missing), NAME_UNAVAILABLE);
+
+  const hits = (await dnsCacheTotal.get()).values.find((v) => v.labels.result === 'hit')?.value ?? 0;
+  await checkRdns(rdns.confirmed.address, WEIGHTS, dns);
+  const after = (await dnsCacheTotal.get()).values.find((v) => v.labels.result === 'hit')?.value ?? 0;
+  assert.equal(after, hits + 2, 'PTR and A both came from the cache the name lookup filled');
+
+  const standalone = createClientNameResolver([(await server.get()).address], 1);
+  assert.equal(await standalone.lookup(rdns.confirmed.ipv6), rdns.confirmed.name);
+});

@@ -1,0 +1,279 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { loadPolicyDir, loadPolicyDirWithWarnings, loadPolicyText, type LoadedPolicy } from '../../src/policy/load.js';
+import { PolicyErrors } from '../../src/policy/policy-error.js';
+import type { Policy } from '../../src/policy/spec.js';
+
+const SHIPPED = readFileSync('policies/policy.yaml', 'utf8');
+
+/** Loads `text` as p/policy.yaml with list files from `lists` (by base name) instead of the disk. */
+function load(text: string, lists: Record<string, string> = { 'allow.cidr': '', 'block.cidr': '' }): LoadedPolicy {
+  return loadPolicyText(text, {
+    dir: 'p',
+    readFile: (path) => {
+      const content = lists[basename(path)];
+      if (content === undefined) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' });
+      return content;
+    },
+  });
+}
+
+function errorsOf(text: string, lists?: Record<string, string>): string[] {
+  try {
+    load(text, lists);
+  } catch (err) {
+    assert.ok(err instanceof PolicyErrors, `expected PolicyErrors, got ${String(err)}`);
+    return err.errors.map((e) => e.message);
+  }
+  assert.fail('expected the policy to be refused');
+}
+
+/** The shipped file with one `from` replaced by `to` (which must be there). */
+function shippedWith(from: string, to: string): string {
+  assert.ok(SHIPPED.includes(from), `policy.yaml no longer holds ${JSON.stringify(from)}`);
+  return SHIPPED.replace(from, to);
+}
+
+/** 1-based line of the first line of `text` that contains `needle`. */
+function lineOf(text: string, needle: string): number {
+  const i = text.split('\n').findIndex((l) => l.includes(needle));
+  assert.ok(i >= 0, `no line holds ${needle}`);
+  return i + 1;
+}
+
+test('the shipped policies/ directory loads, frozen, with the first-contact hold DESIGN §2 asks for', () => {
+  const { policy, warnings, files } = loadPolicyDirWithWarnings('policies');
+  assert.deepEqual(warnings, []);
+  assert.equal(policy.dir, resolve('policies'));
+  assert.equal(policy.file, resolve('policies/policy.yaml'));
+  assert.deepEqual(files, ['policy.yaml', 'allow.cidr', 'block.cidr'].map((f) => resolve('policies', f)));
+  assert.deepEqual(policy.thresholds, { tarpit: 3, reject: 8, drop: 15 });
+  assert.equal(policy.rejectAt, 'rcpt');
+  assert.equal(policy.lists.allow.size, 0, 'allow.cidr ships with no active entries');
+  assert.equal(policy.lists.block.list.size, 0, 'block.cidr ships with no active entries');
+  assert.ok(policy.lists.block.weight >= policy.thresholds.tarpit && policy.lists.block.weight < policy.thresholds.reject, 'block sends clients to the tarpit');
+  assert.deepEqual([...policy.profiles.keys()], ['first-contact', 'tarpit']);
+  assert.equal(policy.tarpitProfile, policy.profiles.get('tarpit'));
+  assert.equal(policy.firstContact.profile, policy.profiles.get('first-contact'));
+  assert.equal(policy.firstContact.enabled, true);
+  const delays = Object.values(policy.firstContact.profile.delays);
+  assert.ok(Math.max(...delays) <= 25, 'no single first-contact wait above 25 s');
+  assert.ok(delays.reduce((a, b) => a + b, 0) >= 60, 'about 60 s or more in all');
+  assert.deepEqual(policy.firstContact.profile.end, { kind: 'allowlist' });
+  assert.deepEqual(policy.tarpitProfile.end, { kind: 'reply', code: 451, text: '4.7.1 Service temporarily unavailable, try again later' });
+
+  assert.ok(Object.isFrozen(policy) && Object.isFrozen(policy.thresholds) && Object.isFrozen(policy.tarpitProfile.delays) && Object.isFrozen(policy.rate.group));
+  assert.throws(() => (policy.profiles as Map<string, unknown>).set('x', {}), TypeError);
+  assert.throws(() => (policy.profiles as Map<string, unknown>).delete('tarpit'), TypeError);
+  assert.equal(policy.profiles.size, 2);
+});
+
+test('an empty policy file gets the shipped policy from the schema defaults (less the list files)', () => {
+  const shipped = loadPolicyDir('policies');
+  const empty = load('# nothing\n').policy;
+  const strip = (p: Policy) => ({ ...p, dir: '', file: '', lists: undefined, profiles: [...p.profiles.entries()] });
+  assert.deepEqual(strip(empty), strip(shipped));
+  assert.equal(empty.lists.allow.size, 0);
+  assert.equal(empty.lists.block.weight, shipped.lists.block.weight);
+});
+
+test('an unknown key is refused at its own line and column', () => {
+  const text = shippedWith('  rejectAt: rcpt', '  rejectat: rcpt');
+  assert.deepEqual(errorsOf(text), [
+    `p/policy.yaml:${lineOf(text, 'rejectat')}:3: verdicts.rejectat: unknown setting (check the spelling; see policies/policy.schema.json)`,
+  ]);
+  assert.deepEqual(errorsOf('pregret: 3\n'), ['p/policy.yaml:1:1: pregret: unknown setting (check the spelling; see policies/policy.schema.json)']);
+});
+
+test('thresholds out of order are refused at the one that is too low', () => {
+  const text = shippedWith('  drop: 15', '  drop: 7');
+  assert.deepEqual(errorsOf(text), [`p/policy.yaml:${lineOf(text, 'drop: 7')}:9: verdicts.drop: must be at least verdicts.reject (8): a higher score never gets a milder verdict`]);
+  const tarpitHigh = shippedWith('  tarpit: 3', '  tarpit: 9');
+  assert.match(errorsOf(tarpitHigh)[0] ?? '', new RegExp(`^p/policy\\.yaml:${lineOf(tarpitHigh, 'reject: 8')}:11: verdicts\\.reject: must be at least verdicts\\.tarpit \\(9\\)`));
+  assert.match(errorsOf('verdicts: {tarpit: 0}\n')[0] ?? '', /^p\/policy\.yaml:1:20: verdicts\.tarpit: must be > 0/);
+});
+
+test('a profile name that names no profile is refused at the name; inherited names like "constructor" are not profiles', () => {
+  const text = shippedWith('  profile: first-contact', '  profile: first-contac');
+  assert.deepEqual(errorsOf(text), [
+    `p/policy.yaml:${lineOf(text, 'profile: first-contac ')}:12: firstContact.profile: no profile named "first-contac" under profiles; profiles: first-contact, tarpit`,
+  ]);
+  const proto = shippedWith('  profile: tarpit ', '  profile: constructor ');
+  assert.deepEqual(errorsOf(proto), [
+    `p/policy.yaml:${lineOf(proto, 'profile: constructor')}:12: tarpit.profile: no profile named "constructor" under profiles; profiles: first-contact, tarpit`,
+  ]);
+  // Profiles replaced wholesale leave the default names dangling: say they are defaults.
+  assert.deepEqual(errorsOf('firstContact: {profile: hold}\nprofiles:\n  hold: {end: allowlist}\n'), [
+    'p/policy.yaml:1:1: tarpit.profile: no profile named "tarpit" under profiles (the default; set it to one of yours); profiles: hold',
+  ]);
+});
+
+test('a delay above 300 s (RFC 5321 §4.5.3.2) or below 0 is refused at its value', () => {
+  const text = shippedWith('{ banner: 25, helo: 25,', '{ banner: 301, helo: -1,');
+  const line = lineOf(text, 'banner: 301');
+  assert.deepEqual(errorsOf(text), [
+    `p/policy.yaml:${line}:23: profiles.tarpit.delays.banner: must be <= 300`,
+    `p/policy.yaml:${line}:34: profiles.tarpit.delays.helo: must be >= 0`,
+  ]);
+});
+
+test('how a hold ends: allowlist or a reply whose code and enhanced status agree', () => {
+  const wrongClass = shippedWith('      reply: 451', '      reply: 554');
+  assert.deepEqual(errorsOf(wrongClass), [
+    `p/policy.yaml:${lineOf(wrongClass, '      text:')}:13: profiles.tarpit.end.text: enhanced status code 4.7.1 does not match reply 554 (write 5.x.x)`,
+  ]);
+  const badCode = shippedWith('      reply: 451', '      reply: 450');
+  assert.deepEqual(errorsOf(badCode), [`p/policy.yaml:${lineOf(badCode, 'reply: 450')}:14: profiles.tarpit.end.reply: must be one of 421, 451, 554`]);
+  const word = shippedWith('    end: allowlist ', '    end: allowlisted ');
+  assert.deepEqual(errorsOf(word), [`p/policy.yaml:${lineOf(word, 'end: allowlisted')}:10: profiles.first-contact.end: must be allowlist, or {reply: 421, 451 or 554, text: "..."}`]);
+  assert.deepEqual(errorsOf('firstContact: {profile: x}\ntarpit: {profile: x}\nprofiles:\n  x:\n    end: {reply: 451, text: "4.7.1 a\\r\\nRCPT TO:<x>"}\n'), [
+    'p/policy.yaml:5:29: profiles.x.end.text: must be printable ASCII on one line',
+  ]);
+  const unused = load('firstContact: {profile: a}\ntarpit: {profile: a}\nprofiles:\n  a: {end: allowlist}\n  b:\n    end: {reply: 421, text: "4.7.0 bye"}\n');
+  assert.deepEqual(unused.policy.profiles.get('b')?.end, { kind: 'reply', code: 421, text: '4.7.0 bye' });
+  assert.deepEqual(unused.policy.profiles.get('b')?.delays, { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0 });
+  assert.deepEqual(unused.warnings.map((w) => w.message), ['p/policy.yaml:5:3: profiles.b: not used by firstContact.profile nor tarpit.profile']);
+});
+
+const ZONES = `dnsbl:
+  - zone: Zen.Example.ORG.
+    weight: 8
+    answers: ["127.0.0.2-127.0.0.11", "127.0.1.0/24"]
+  - zone: bl.example.net
+    weight: 3
+    timeout: 0.5
+dnswl:
+  - zone: wl.example.org
+    weight: -5
+`;
+
+test('DNS zones compile: names normalised, answer ranges as integers, timeout defaulted to 2 s', () => {
+  const { policy, warnings } = load(ZONES);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(policy.dnsbl, [
+    {
+      zone: 'zen.example.org',
+      weight: 8,
+      answers: [
+        { text: '127.0.0.2-127.0.0.11', first: 0x7f000002, last: 0x7f00000b },
+        { text: '127.0.1.0/24', first: 0x7f000100, last: 0x7f0001ff },
+      ],
+      timeout: 2,
+    },
+    { zone: 'bl.example.net', weight: 3, answers: [], timeout: 0.5 },
+  ]);
+  assert.deepEqual(policy.dnswl, [{ zone: 'wl.example.org', weight: -5, answers: [], timeout: 2 }]);
+  assert.ok(Object.isFrozen(policy.dnsbl[0]?.answers[0]));
+});
+
+test('bad zone names, bad answers and a zone listed twice are each refused at their own line', () => {
+  const text = `dnsbl:
+  - zone: zen..example.org
+    weight: 8
+    answers: ["127.0.0.11-127.0.0.2", "::1", "127.0.0.0/24"]
+  - zone: localhost
+    weight: 1
+  - zone: bl-.example.org
+    weight: 1
+  - zone: zen..example.org
+    weight: 1
+    timeout: 0
+`;
+  assert.deepEqual(errorsOf(text), [
+    'p/policy.yaml:2:11: dnsbl.0.zone: has an empty label (two dots in a row, or a leading dot)',
+    'p/policy.yaml:4:15: dnsbl.0.answers.0: the range runs backwards (first address above the last)',
+    'p/policy.yaml:4:39: dnsbl.0.answers.1: not an IPv4 address, a range a-b or a CIDR (DNSBL answers are A records: IPv4 only)',
+    'p/policy.yaml:5:11: dnsbl.1.zone: must be a DNS zone name with at least one dot, such as zen.spamhaus.org',
+    'p/policy.yaml:7:11: dnsbl.2.zone: "bl-" is not a DNS label (letters, digits, - and _, at most 63, no - at either end)',
+    'p/policy.yaml:11:14: dnsbl.3.timeout: must be > 0',
+  ]);
+  const twice = 'dnsbl:\n  - {zone: a.example, weight: 1}\n  - {zone: A.example., weight: 2}\n';
+  assert.deepEqual(errorsOf(twice), ['p/policy.yaml:3:12: dnsbl.1.zone: a.example is already dnsbl.0: its weight would count twice']);
+});
+
+test('doubtful zone weights and CIDR answers with host bits are accepted with a warning at their line', () => {
+  const { warnings } = load('dnsbl:\n  - {zone: a.example, weight: -1, answers: ["127.0.0.9/24"]}\ndnswl:\n  - {zone: w.example, weight: 2}\n');
+  assert.deepEqual(
+    warnings.map((w) => `${w.line}:${w.column} ${w.key}`),
+    ['2:31 dnsbl.0.weight', '2:45 dnsbl.0.answers.0', '4:31 dnswl.0.weight'],
+  );
+});
+
+test('list files compile with IPv4, IPv6 and IPv4-mapped clients; lists.allow may also be {file}', () => {
+  const text = shippedWith('  allow: allow.cidr ', '  allow: {file: trusted.cidr} ');
+  const { policy } = load(text, { 'trusted.cidr': '# ours\n192.0.2.0/24\n2001:db8::/32\n', 'block.cidr': '198.51.100.7\n' });
+  assert.equal(policy.lists.allow.has('192.0.2.9'), true);
+  assert.equal(policy.lists.allow.has('::ffff:192.0.2.9'), true);
+  assert.equal(policy.lists.allow.has('2001:db8::25'), true);
+  assert.equal(policy.lists.allow.has('198.51.100.7'), false);
+  assert.equal(policy.lists.block.list.has('198.51.100.7'), true);
+  assert.equal(policy.lists.block.weight, 5);
+  assert.equal(policy.lists.allow.source, 'p/trusted.cidr');
+});
+
+test('a missing list file is refused at the key that names it', () => {
+  const text = shippedWith('    file: block.cidr', '    file: blocked.cidr');
+  assert.deepEqual(errorsOf(text), [`p/policy.yaml:${lineOf(text, 'blocked.cidr')}:11: lists.block: cannot read p/blocked.cidr: no such file`]);
+});
+
+test('every bad line of every list file is reported, with the YAML mistakes, in one go', () => {
+  const text = shippedWith('  drop: 15', '  drop: 1');
+  const errors = errorsOf(text, {
+    'allow.cidr': '# partners\n192.0.2.0/24\n  mail.example.com\n2001:db8::/129\n',
+    'block.cidr': '10.0.0.0/8 REJECT\n',
+  });
+  assert.deepEqual(errors, [
+    `p/policy.yaml:${lineOf(text, 'drop: 1')}:9: verdicts.drop: must be at least verdicts.reject (8): a higher score never gets a milder verdict`,
+    'p/allow.cidr:3:3: lists.allow: not an IP address: "mail.example.com"',
+    'p/allow.cidr:4:1: lists.allow: prefix /129 out of range for ipv6 (0-128)',
+    'p/block.cidr:1:1: lists.block: expected one address or CIDR, got "10.0.0.0/8 REJECT"',
+  ]);
+});
+
+test('a file that is not a list at all gets 20 located errors and a summary, not thousands', () => {
+  const junk = Array.from({ length: 500 }, (_, i) => `word${i}`).join('\n');
+  const errors = errorsOf(SHIPPED, { 'allow.cidr': junk, 'block.cidr': '' });
+  assert.equal(errors.length, 21);
+  assert.equal(errors[20], 'p/allow.cidr:20:1: lists.allow: and 480 more bad lines after this one; is this a list of addresses?');
+});
+
+test('list lines that are accepted but doubtful are warnings at their line', () => {
+  const { warnings } = load(SHIPPED, { 'allow.cidr': '192.0.2.1/24\n198.51.100.7\n\n ::ffff:198.51.100.7 # again\n', 'block.cidr': '' });
+  assert.deepEqual(warnings.map((w) => w.message), [
+    'p/allow.cidr:1:1: lists.allow: host bits set in 192.0.2.1/24; matching the whole /24',
+    'p/allow.cidr:4:2: lists.allow: ::ffff:198.51.100.7 is already on line 2',
+  ]);
+});
+
+test('wrong types, yes/no and YAML syntax errors are located', () => {
+  assert.deepEqual(errorsOf('firstContact:\n  enabled: yes\n'), ['p/policy.yaml:2:12: firstContact.enabled: must be true or false']);
+  assert.deepEqual(errorsOf('pregreet: .inf\n'), ['p/policy.yaml:1:11: pregreet: must be a finite number']);
+  assert.deepEqual(errorsOf('lists:\n  allow: [a, b]\n'), ['p/policy.yaml:2:10: lists.allow: must be a file name, or {file: name}']);
+  assert.deepEqual(errorsOf('rate:\n  maxConcurrent: 2.5\n'), ['p/policy.yaml:2:18: rate.maxConcurrent: must be a whole number']);
+  assert.match(errorsOf('verdicts: {tarpit: 3\n')[0] ?? '', /^p\/policy\.yaml:\d+:\d+: /);
+  assert.match(errorsOf('a: 1\na: 2\n')[0] ?? '', /^p\/policy\.yaml:2:1: .*unique/i);
+  assert.deepEqual(errorsOf('- just\n- a list\n'), ['p/policy.yaml:1:1: the file must hold a mapping of settings']);
+  assert.ok(
+    errorsOf('profiles:\n  -x: {end: allowlist}\n').includes(
+      'p/policy.yaml:2:3: profiles.-x: profile names are letters, digits, -, _ and dots, starting with a letter or digit, at most 64 long',
+    ),
+  );
+});
+
+test('--policies: any directory laid out the same way loads, and a missing policy.yaml is named', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-policies-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync('policies', dir, { recursive: true });
+  writeFileSync(join(dir, 'block.cidr'), '# test\n203.0.113.0/24\n');
+  const policy = loadPolicyDir(dir);
+  assert.equal(policy.dir, dir);
+  assert.equal(policy.lists.block.list.has('203.0.113.77'), true);
+  rmSync(join(dir, 'policy.yaml'));
+  assert.throws(
+    () => loadPolicyDir(dir),
+    (err: unknown) => err instanceof PolicyErrors && err.message === `${join(dir, 'policy.yaml')}: cannot read: no such file` && err.errors[0]?.line === undefined,
+  );
+});

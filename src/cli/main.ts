@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 /**
- * The command line (yargs wiring only): serve, check, version. Only src/cli/
+ * The command line (yargs wiring only): serve, check, explain, version. Only src/cli/
  * may end the process.
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { runCheck } from './check.js';
+import { runExplain } from './explain.js';
 import { runServe } from './serve.js';
 import { VERSION } from './version.js';
 
@@ -39,11 +40,26 @@ await yargs(hideBin(process.argv))
       process.exitCode = runCheck(argv);
     },
   )
-  // `explain` goes here.
+  .command(
+    'explain',
+    'Run the real checks (DNS included) for a client and print each check\'s evidence, the score and the verdict',
+    (y) =>
+      y
+        .option('ip', { type: 'string', demandOption: true, describe: 'Client address, IPv4 or IPv6' })
+        .option('helo', { type: 'string', describe: 'HELO/EHLO name the client would send' })
+        .option('from', { type: 'string', describe: 'Envelope sender (recorded)' })
+        .option('rcpt', { type: 'string', describe: 'Envelope recipient (recorded)' })
+        .option('config', { alias: 'c', type: 'string', default: DEFAULT_CONFIG, describe: 'Configuration file (YAML): its dns.servers are used' })
+        .option('policies', { type: 'string', describe: 'Policy directory to use instead of the one the configuration names' })
+        .option('json', { type: 'boolean', default: false, describe: 'Print JSON' }),
+    async (argv) => {
+      process.exitCode = await runExplain(argv);
+    },
+  )
   .command('version', 'Print the version', {}, () => {
     console.log(VERSION);
   })
-  .demandCommand(1, 'Name a command: serve, check or version')
+  .demandCommand(1, 'Name a command: serve, check, explain or version')
   .strict()
   .version(VERSION)
   .help()

@@ -1,0 +1,90 @@
+/**
+ * `smtp-tarpit explain` runs the real checks through the resolver the
+ * configuration names (here a real dnsmasq serving the test zone) and prints
+ * what the policy would do.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sharedDnsServer, TEST_DNS } from '../helpers/dns-server.js';
+import { requireTool, type TestContext } from '../helpers/require-tool.js';
+
+const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
+const dns = sharedDnsServer();
+
+function run(...args: string[]) {
+  return spawnSync(process.execPath, [...CLI, ...args], { encoding: 'utf8' });
+}
+
+/** A config pointing at the test DNS server and a copy of the shipped policies with a DNSBL and a DNSWL zone. */
+async function setup(t: TestContext): Promise<{ config: string; policies: string }> {
+  const server = await dns.get();
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-explain-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const policies = join(dir, 'policies');
+  cpSync('policies', policies, { recursive: true });
+  const policy = readFileSync(join(policies, 'policy.yaml'), 'utf8')
+    .replace(/^dnsbl: \[\].*$/m, `dnsbl:\n  - { zone: ${TEST_DNS.bl}, weight: 10, answers: ["127.0.0.2-127.0.0.11"], timeout: 1 }`)
+    .replace(/^dnswl: \[\].*$/m, `dnswl:\n  - { zone: ${TEST_DNS.wl}, weight: -5, timeout: 1 }`);
+  writeFileSync(join(policies, 'policy.yaml'), policy);
+  writeFileSync(join(policies, 'block.cidr'), '127.0.1.0/24\n');
+  const config = join(dir, 'smtp-tarpit.yaml');
+  writeFileSync(config, `hostname: tarpit.test\npolicies: policies\ndns: { servers: ["${server.address}"], timeout: 1 }\n`);
+  return { config, policies };
+}
+
+test('explain shows a DNSBL listing, the score and a refusal at RCPT that names the reason class', async (t) => {
+  if (!requireTool(t, 'dnsmasq')) return;
+  const { config } = await setup(t);
+  const r = run('explain', '--config', config, '--ip', TEST_DNS.listed.ipv4, '--helo', 'mx.example.org', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const e = JSON.parse(r.stdout) as {
+    verdict: string;
+    score: number;
+    path: string;
+    evidence: { check: string; weight: number }[];
+    lookups: { zone: string; result: string }[];
+    stages: { stage: string; outcome: string; reply?: string }[];
+  };
+  assert.equal(e.verdict, 'reject');
+  assert.equal(e.path, 'hold');
+  assert.ok(e.evidence.some((x) => x.check === 'dnsbl' && x.weight === 10));
+  assert.deepEqual(
+    e.lookups.map((l) => `${l.zone} ${l.result}`).sort(),
+    [`${TEST_DNS.bl} listed`, `${TEST_DNS.wl} not-listed`],
+  );
+  const last = e.stages[e.stages.length - 1];
+  assert.deepEqual(last, { stage: 'rcpt', outcome: 'refused', reply: '550 5.7.1 Client address is listed on a DNS blocklist' });
+  assert.doesNotMatch(r.stdout, /"reply": ".*\d+ points/);
+});
+
+test('explain, text form: a blocked client with a confirmed name is held by the tarpit profile; a DNSWL client skips first contact', async (t) => {
+  if (!requireTool(t, 'dnsmasq')) return;
+  const { config } = await setup(t);
+  const blocked = run('explain', '--config', config, '--ip', TEST_DNS.rdns.confirmed.address);
+  assert.equal(blocked.status, 0, blocked.stderr);
+  assert.match(blocked.stdout, new RegExp(`FCrDNS name: ${TEST_DNS.rdns.confirmed.name}`));
+  assert.match(blocked.stdout, /block\s+\+5\s+listed in .*block\.cidr:1 \(127\.0\.1\.0\/24\)/);
+  assert.match(blocked.stdout, /verdict tarpit/);
+  assert.match(blocked.stdout, /path: hold \(profile tarpit\)/);
+  assert.match(blocked.stdout, /connect\s+held 25 s/);
+
+  const vouched = run('explain', '--config', config, '--ip', TEST_DNS.listed.allowlisted, '--json');
+  assert.equal(vouched.status, 0, vouched.stderr);
+  const v = JSON.parse(vouched.stdout) as { verdict: string; firstContact: boolean; path: string; score: number };
+  assert.deepEqual({ verdict: v.verdict, firstContact: v.firstContact, path: v.path }, { verdict: 'pass', firstContact: false, path: 'relay' });
+  assert.ok(v.score < 0);
+});
+
+test('explain refuses a bad address and reports a broken policy with file:line', async (t) => {
+  if (!requireTool(t, 'dnsmasq')) return;
+  const { config, policies } = await setup(t);
+  assert.equal(run('explain', '--config', config, '--ip', 'mx.example.org').status, 1);
+  writeFileSync(join(policies, 'allow.cidr'), '# ok\n10.0.0.0/33\n');
+  const r = run('explain', '--config', config, '--ip', '192.0.2.1');
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /allow\.cidr:2:\d+: lists\.allow: .*prefix/);
+});

@@ -143,6 +143,11 @@ export class Front {
     const vetted: Vetted = { id, remoteAddress, remotePort, engine, policy };
     const action = policy.actionAt('connect');
     if (action.kind === 'refuse') {
+      // Neither smtp-server nor the hold sees this session: its one log line (DESIGN §6) is written here.
+      this.deps.logger.info(
+        { session: id, client: remoteAddress, port: remotePort, ...policy.summary(), path: 'refused', lastStage: 'connect', reply: action.error.reply.code },
+        'session',
+      );
       return this.refuse(socket, action.error, 'refused_policy');
     }
     sessionsActive.dec({ state: 'vetting' });

@@ -295,9 +295,8 @@ export class HoldSession implements HoldControl, TimerTarget {
     }
   }
 
-  // --- socket listeners: shared, `this` is the socket ---
+  // --- entry points of the shared socket listeners (onSocketData and co.): symbol-named so only this module reaches them ---
 
-  /** Socket listeners' entry points (see onSocketData below): symbol-named so only this module reaches them. */
   [kData](chunk: Buffer): void {
     try {
       this.data(chunk);
@@ -392,11 +391,8 @@ export class HoldSession implements HoldControl, TimerTarget {
       reply = decision.reply;
       if (decision.close === true) close ??= 'dropped';
       immediate = decision.now === true;
-    } else if (plan.error === true) {
-      if (++this.errors > this.limits.maxErrors) {
-        this.closeWith({ code: 421, enhanced: '4.7.0', text: `${this.hostname} Error: too many errors` }, 'errors');
-        return;
-      }
+    } else if (plan.error === true && this.tooManyErrors()) {
+      return;
     }
     if (plan.data === true) this.enter('data');
     if (plan.quit === true) this.enter('quit');
@@ -406,11 +402,14 @@ export class HoldSession implements HoldControl, TimerTarget {
 
   /** A protocol error the observer is not asked about (too-long line). */
   private error(reply: Reply): void {
-    if (++this.errors > this.limits.maxErrors) {
-      this.closeWith({ code: 421, enhanced: '4.7.0', text: `${this.hostname} Error: too many errors` }, 'errors');
-      return;
-    }
-    this.respond(this.currentStage, 0, reply, undefined, undefined);
+    if (!this.tooManyErrors()) this.respond(this.currentStage, 0, reply, undefined, undefined);
+  }
+
+  /** Counts a protocol error; past maxErrors the session ends with 421 (true). */
+  private tooManyErrors(): boolean {
+    if (++this.errors <= this.limits.maxErrors) return false;
+    this.closeWith({ code: 421, enhanced: '4.7.0', text: `${this.hostname} Error: too many errors` }, 'errors');
+    return true;
   }
 
   /** The hold's own answer to a command line, from the session's state. */

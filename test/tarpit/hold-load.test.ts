@@ -20,7 +20,7 @@ const PROFILE: TarpitProfile = {
 };
 
 interface ClientResult {
-  /** [code, ms since the previous command (or connect)] per reply. */
+  /** [code, ms since the previous command (or the connect call)] per reply. */
   readonly replies: Array<[number, number]>;
   readonly closed: boolean;
 }
@@ -35,8 +35,9 @@ function walk(port: number, i: number): Promise<ClientResult> {
   return new Promise((resolve) => {
     const replies: Array<[number, number]> = [];
     let buf = '';
-    let mark = 0;
-    const socket: Socket = connect({ host: '127.0.0.1', port }, () => (mark = performance.now()));
+    // From before the connect: the server may accept (and start the banner wait) before our 'connect' event runs.
+    let mark = performance.now();
+    const socket: Socket = connect({ host: '127.0.0.1', port });
     socket.setEncoding('latin1');
     socket.on('error', () => undefined);
     socket.on('data', (d: string) => {

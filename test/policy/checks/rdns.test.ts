@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { checkRdns } from '../../../src/policy/checks/rdns.js';
 import { DnsClient } from '../../../src/policy/dns/dns-client.js';
-import { dnsCacheTotal } from '../../../src/policy/dns/metrics.js';
-import { clientNameResolver, createClientNameResolver, NAME_TEMPUNAVAIL, NAME_UNAVAILABLE } from '../../../src/smtp/client-name.js';
+import { NAME_TEMPUNAVAIL, NAME_UNAVAILABLE } from '../../../src/policy/dns/fcrdns.js';
 import { sharedDnsServer, TEST_DNS } from '../../helpers/dns-server.js';
 import { requireTool, type TestContext } from '../../helpers/require-tool.js';
 
@@ -81,21 +80,4 @@ test('an unreachable resolver gives [TEMPUNAVAIL], never evidence against the cl
   const result = await checkRdns(rdns.missing, WEIGHTS, dns);
   assert.deepEqual(result.evidence, []);
   assert.equal(result.name, NAME_TEMPUNAVAIL);
-});
-
-test('the XCLIENT name resolver gives the same names and shares the check\'s lookups', async (t) => {
-  const dns = await client(t);
-  if (!dns) return;
-  const names = clientNameResolver(dns);
-  assert.equal(await names.lookup(rdns.confirmed.address), rdns.confirmed.name);
-  assert.equal(await names.lookup(rdns.unconfirmed.address), NAME_UNAVAILABLE);
-  assert.equal(await names.lookup(rdns.missing), NAME_UNAVAILABLE);
-
-  const hits = (await dnsCacheTotal.get()).values.find((v) => v.labels.result === 'hit')?.value ?? 0;
-  await checkRdns(rdns.confirmed.address, WEIGHTS, dns);
-  const after = (await dnsCacheTotal.get()).values.find((v) => v.labels.result === 'hit')?.value ?? 0;
-  assert.equal(after, hits + 2, 'PTR and A both came from the cache the name lookup filled');
-
-  const standalone = createClientNameResolver([(await server.get()).address], 1);
-  assert.equal(await standalone.lookup(rdns.confirmed.ipv6), rdns.confirmed.name);
 });

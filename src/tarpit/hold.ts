@@ -33,6 +33,7 @@ import {
   DEFAULT_HOLD_LIMITS,
   type Decision,
   type HoldControl,
+  type HoldEvent,
   type HoldEventKind,
   type HoldLimits,
   type HoldObserver,
@@ -589,12 +590,12 @@ export class HoldSession implements HoldControl, TimerTarget {
   private outOfTurn(): Decision | undefined {
     if (this.talked) return undefined;
     this.talked = true;
-    return this.raise(this.currentStage === 'connect' ? 'pregreet' : 'pipelining');
+    return this.raise(this.currentStage === 'connect' ? 'pregreet' : 'pipelining', this.reader.peek(100), this.reader.buffered);
   }
 
-  private raise(kind: HoldEventKind, line?: string): Decision | undefined {
+  private raise(kind: HoldEventKind, line?: string, bytes?: number): Decision | undefined {
     this.events[kind]++;
-    const event = line === undefined ? { kind, stage: this.currentStage } : { kind, stage: this.currentStage, line };
+    const event: HoldEvent = { kind, stage: this.currentStage, ...(line === undefined ? {} : { line }), ...(bytes === undefined ? {} : { bytes }) };
     return this.checked(this.observer?.onEvent?.(event, this));
   }
 

@@ -47,6 +47,14 @@ export class LineReader {
     return this.end > this.start || this.cut !== -1;
   }
 
+  /** The first bytes held, up to the first line end (or `max`), as text: what a client sent out of turn, for the log. */
+  peek(max: number): string {
+    if (this.buf === undefined || this.end === this.start) return '';
+    const bytes = this.buf.subarray(this.start, Math.min(this.end, this.start + max));
+    const lf = bytes.indexOf(LF);
+    return bytes.subarray(0, lf === -1 ? bytes.length : lf).toString('latin1').replace(/\r$/, '');
+  }
+
   push(chunk: Buffer): void {
     if (this.discarding) {
       const lf = chunk.indexOf(LF);

@@ -91,10 +91,10 @@ class PolicyObserver implements HoldObserver {
     let evidence: Evidence | undefined;
     switch (event.kind) {
       case 'pregreet':
-        evidence = pregreetEvidence(event.stage, 0, policy);
+        evidence = pregreetEvidence(event.stage, event.bytes ?? 0, policy);
         break;
       case 'pipelining':
-        evidence = pipeliningEvidence(event.stage, policy);
+        evidence = pipeliningEvidence(event.line ?? '', policy);
         break;
       case 'bareLf':
         evidence = bareLfEvidence(policy);

@@ -22,8 +22,10 @@ export interface HoldEvent {
   readonly kind: HoldEventKind;
   /** The session's stage when it happened. */
   readonly stage: Stage;
-  /** For `nonSmtp`: the offending line, cut to 100 characters. */
+  /** For `nonSmtp`: the offending line; for `pregreet` and `pipelining`: the start of what was sent. Cut to 100 characters. */
   readonly line?: string;
+  /** For `pregreet` and `pipelining`: bytes sent out of turn so far (what this wait has read). */
+  readonly bytes?: number;
 }
 
 export interface HoldCommand {

@@ -78,7 +78,7 @@ describe('CidrList.match', () => {
     assert.equal(list.match('2001:dbf::1')?.line, 2);
     assert.equal(list.match('2001:dc0::1')?.line, 3);
   });
-  test('agrees with has() on 10,000 entries and answers fast', () => {
+  test('finds the first matching line among 10,000 entries', () => {
     const lines: string[] = [];
     for (let i = 0; i < 10_000; i++) lines.push(i % 2 === 0 ? `10.${(i >> 8) & 255}.${i & 255}.0/24` : `2001:db8:${i.toString(16)}::/48`);
     const list = parseCidrListText(lines.join('\n'), 'big.cidr');
@@ -88,10 +88,7 @@ describe('CidrList.match', () => {
       assert.equal(entry?.line, oracle(list.entries, p), p);
       if (entry) assert.equal(lines[entry.line - 1], entry.value);
     }
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < 10_000; i++) list.match('10.0.2.9');
-    const perLookupUs = Number(process.hrtime.bigint() - start) / 10_000 / 1000;
-    assert.ok(perLookupUs < 20, `${perLookupUs.toFixed(2)} µs per lookup`);
+    // Speed is measured by bench/verdict.ts, not asserted here.
   });
 });
 

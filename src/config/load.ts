@@ -10,7 +10,7 @@ import type { ErrorObject } from 'ajv';
 import { ConfigError, ConfigErrors } from './config-error.js';
 import { parseEndpoint } from './endpoint.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
-import { YamlFile, compileSchema, schemaIssues, type Located } from './yaml-schema.js';
+import { YamlFile, compileSchema, schemaIssues } from './yaml-schema.js';
 
 /** Command-line flags that override the file (DESIGN §3 config). */
 export interface ConfigOverrides {
@@ -36,7 +36,7 @@ export function loadConfigFile(file: string, overrides: ConfigOverrides = {}): C
 
 export function loadConfigText(text: string, file: string, overrides: ConfigOverrides = {}): Config {
   const yaml = YamlFile.parse(text, file);
-  if (yaml.value === undefined) throw new ConfigErrors(yaml.issues.map(toConfigError));
+  if (yaml.value === undefined) throw new ConfigErrors(yaml.issues.map((l) => ConfigError.from(l)));
   const raw = yaml.value;
   applyOverrides(raw, overrides);
   const errors = validate(raw);
@@ -46,7 +46,7 @@ export function loadConfigText(text: string, file: string, overrides: ConfigOver
         const flag = FLAG_FOR_PATH[issue.path.join('/')];
         // A bad flag is the command line's mistake, not the file's.
         if (flag && overrides[flag] !== undefined) return new ConfigError('command line', undefined, undefined, `--${flag}`, issue.reason);
-        return toConfigError(issue);
+        return ConfigError.from(issue);
       }),
     );
   }
@@ -70,10 +70,6 @@ function applyOverrides(raw: Raw, o: ConfigOverrides): void {
   if (o.backend !== undefined) section('backend').address = o.backend;
   if (o.metrics !== undefined) section('metrics').listen = o.metrics === 'off' ? null : o.metrics;
   if (o.policies !== undefined) raw.policies = resolve(o.policies);
-}
-
-function toConfigError(l: Located): ConfigError {
-  return new ConfigError(l.file, l.line, l.column, l.key, l.reason);
 }
 
 /** Every pattern in the schema is an endpoint; anyOf is metrics.listen (endpoint or null). */
@@ -108,7 +104,7 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
       errors.push(
         flag && overrides[flag] !== undefined
           ? new ConfigError('command line', undefined, undefined, `--${flag}`, reason)
-          : toConfigError(yaml.issue(key.split('.'), reason)),
+          : ConfigError.from(yaml.issue(key.split('.'), reason)),
       );
       return { host: '127.0.0.1', port: 0 };
     }
@@ -125,10 +121,10 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
     metrics: { listen: r.metrics.listen === null ? null : endpoint('metrics.listen', r.metrics.listen) },
   };
   if ((config.tls.key === undefined) !== (config.tls.cert === undefined)) {
-    errors.push(toConfigError(yaml.issue(['tls'], 'set both key and cert, or neither')));
+    errors.push(ConfigError.from(yaml.issue(['tls'], 'set both key and cert, or neither')));
   }
   if (config.backend.warm > config.backend.poolSize) {
-    errors.push(toConfigError(yaml.issue(['backend', 'warm'], `must not exceed backend.poolSize (${config.backend.poolSize})`)));
+    errors.push(ConfigError.from(yaml.issue(['backend', 'warm'], `must not exceed backend.poolSize (${config.backend.poolSize})`)));
   }
   if (errors.length > 0) throw new ConfigErrors(errors);
   return deepFreeze(config);

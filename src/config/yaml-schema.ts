@@ -3,7 +3,8 @@
  * must hold a mapping, validate it against a JSON Schema with ajv (filling the
  * schema's defaults), and point every mistake at file:line:column and its
  * dotted key, so an admin goes straight to it. Nothing here throws for bad
- * input: callers get located issues and decide which error type to raise.
+ * input: callers get located issues and decide which error type to raise
+ * (both error types extend LocatedError, below).
  */
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, visit, type Document } from 'yaml';
@@ -24,6 +25,40 @@ export interface Located {
 /** `file:line:col: key: reason`, the form every loader prints. */
 export function formatLocated(l: Located): string {
   return `${l.file}${l.line === undefined ? '' : `:${l.line}:${l.column ?? 1}`}: ${l.key ? `${l.key}: ` : ''}${l.reason}`;
+}
+
+/**
+ * A located mistake as an error: ConfigError and PolicyError differ only in
+ * their name and code, which each subclass sets. `message` is `formatLocated`.
+ */
+export abstract class LocatedError extends Error implements Located {
+  abstract override readonly name: string;
+  abstract readonly code: string;
+
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly column: number | undefined,
+    readonly key: string,
+    readonly reason: string,
+  ) {
+    super(formatLocated({ file, line, column, key, reason }));
+  }
+
+  /** One of the loader's issues as this subclass's error. */
+  static from<E extends LocatedError>(this: new (...args: ConstructorParameters<typeof LocatedError>) => E, l: Located): E {
+    return new this(l.file, l.line, l.column, l.key, l.reason);
+  }
+}
+
+/** Every mistake of one load, so `check` prints them all; `message` has one line per mistake. */
+export abstract class LocatedErrors<E extends LocatedError> extends Error {
+  abstract override readonly name: string;
+  abstract readonly code: string;
+
+  constructor(readonly errors: readonly E[]) {
+    super(errors.map((e) => e.message).join('\n'));
+  }
 }
 
 /** A path into the document: mapping keys and sequence indexes, as ajv's instancePath spells them. */

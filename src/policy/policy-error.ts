@@ -3,35 +3,22 @@
  * `check`, a failed reload's log line and an admin's editor agree on where to
  * look. A load reports every mistake it found at once.
  */
-import { formatLocated, type Located } from '../config/yaml-schema.js';
+import { formatLocated, LocatedError, LocatedErrors, type Located } from '../config/yaml-schema.js';
 
-export class PolicyError extends Error implements Located {
+/**
+ * One mistake. `file` is policy.yaml or a list file; `line` is undefined only
+ * when the file could not be read at all; `key` is the dotted key in
+ * policy.yaml (`dnsbl.0.zone`), for a list file the key that names it (`lists.block`).
+ */
+export class PolicyError extends LocatedError {
   override readonly name = 'PolicyError';
   readonly code = 'TARPIT_ERR_POLICY';
-  constructor(
-    readonly file: string,
-    /** Undefined only when the file could not be read at all. */
-    readonly line: number | undefined,
-    readonly column: number | undefined,
-    /** Dotted key in policy.yaml (`dnsbl.0.zone`); for a list file, the key that names it (`lists.block`). */
-    readonly key: string,
-    readonly reason: string,
-  ) {
-    super(formatLocated({ file, line, column, key, reason }));
-  }
-
-  static from(l: Located): PolicyError {
-    return new PolicyError(l.file, l.line, l.column, l.key, l.reason);
-  }
 }
 
 /** Every mistake of one load; `message` has one `file:line:col: key: reason` line per mistake. */
-export class PolicyErrors extends Error {
+export class PolicyErrors extends LocatedErrors<PolicyError> {
   override readonly name = 'PolicyErrors';
   readonly code = 'TARPIT_ERR_POLICY';
-  constructor(readonly errors: readonly PolicyError[]) {
-    super(errors.map((e) => e.message).join('\n'));
-  }
 }
 
 /** Accepted but probably not what the admin meant (a CIDR with host bits set, an unused profile). */

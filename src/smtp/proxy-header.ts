@@ -20,6 +20,8 @@
  */
 import net from 'node:net';
 
+import { formatIp } from '../core/ip.js';
+
 export type ProxyHeaderResult =
   | {
       readonly kind: 'proxied';
@@ -228,45 +230,14 @@ function parseV2(buf: Buffer, maxBytes: number): ParseStep {
 
   // TLVs (bytes after the address block, up to `total`) are skipped unread:
   // nothing here depends on them, and PP2_TYPE_CRC32C is optional for senders.
+  // Written as RFC 5952 text, so the address reads the same as one a socket
+  // reports (an IPv4-mapped one too: `::ffff:192.0.2.1`, not folded).
   const addrLen = family === 1 ? 4 : 16;
+  const ipFamily = family === 1 ? 'ipv4' : 'ipv6';
   const at = V2_FIXED_BYTES;
-  const fmt = family === 1 ? formatIPv4 : formatIPv6;
-  const remoteAddress = fmt(buf.subarray(at, at + addrLen));
-  const localAddress = fmt(buf.subarray(at + addrLen, at + 2 * addrLen));
+  const remoteAddress = formatIp({ family: ipFamily, bytes: buf.subarray(at, at + addrLen) });
+  const localAddress = formatIp({ family: ipFamily, bytes: buf.subarray(at + addrLen, at + 2 * addrLen) });
   const remotePort = buf.readUInt16BE(at + 2 * addrLen);
   const localPort = buf.readUInt16BE(at + 2 * addrLen + 2);
   return { done: true, consumed: total, result: { kind: 'proxied', version: 2, remoteAddress, remotePort, localAddress, localPort } };
-}
-
-function formatIPv4(bytes: Buffer): string {
-  return Array.from(bytes).join('.');
-}
-
-/** RFC 5952 text form, so the address reads the same as one a socket reports. */
-function formatIPv6(bytes: Buffer): string {
-  // RFC 5952 §5: IPv4-mapped addresses keep the dotted quad (::ffff:192.0.2.1).
-  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes.readUInt16BE(10) === 0xffff) {
-    return `::ffff:${formatIPv4(bytes.subarray(12))}`;
-  }
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i));
-  // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first on a tie.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }

@@ -3,15 +3,14 @@
  * (policy `harvest.window`, seconds): a dictionary attack spread over many
  * short sessions, or over neighbouring addresses, still adds up (issue 3).
  *
- * Bounded like the rate limiter (DESIGN §4.5): an LRU of at most `maxGroups`
- * groups, each a fixed ring of BUCKETS counters, so the window costs the same
- * whether a group sends 5 bad recipients or 5 million. The count is the
+ * Bounded like the rate limiter (sliding-window.ts): an LRU of at most
+ * `maxGroups` groups, each a ring of BUCKETS counters. The count is the
  * current, partial bucket plus the nine before it: the last 90 to 100 % of the
  * window, erring towards too few.
  */
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 
-import { stateEvictionsTotal } from './metrics.js';
+import { SlidingCount, groupStore } from './sliding-window.js';
 
 const BUCKETS = 10;
 
@@ -24,32 +23,8 @@ export interface HarvestWindowOptions {
   readonly now?: () => number;
 }
 
-class Ring {
-  readonly counts = new Uint32Array(BUCKETS);
-  /** Absolute bucket number of the newest slot written. */
-  bucket: number;
-
-  constructor(bucket: number) {
-    this.bucket = bucket;
-  }
-
-  advance(bucket: number): void {
-    const steps = bucket - this.bucket;
-    if (steps <= 0) return;
-    if (steps >= BUCKETS) this.counts.fill(0);
-    else for (let b = this.bucket + 1; b <= bucket; b++) this.counts[b % BUCKETS] = 0;
-    this.bucket = bucket;
-  }
-
-  sum(): number {
-    let total = 0;
-    for (const n of this.counts) total += n;
-    return total;
-  }
-}
-
 export class HarvestWindow {
-  readonly #groups: LRUCache<string, Ring>;
+  readonly #groups: LRUCache<string, SlidingCount>;
   readonly #now: () => number;
   #windowMs: number;
   #bucketMs: number;
@@ -58,14 +33,7 @@ export class HarvestWindow {
     this.#now = options.now ?? (() => performance.now());
     this.#windowMs = windowMs(options.window ?? 600);
     this.#bucketMs = this.#windowMs / BUCKETS;
-    this.#groups = new LRUCache<string, Ring>({
-      max: options.maxGroups ?? 100_000,
-      ttlResolution: 0,
-      perf: { now: this.#now },
-      dispose: (_value, _key, reason) => {
-        if (reason === 'evict') stateEvictionsTotal.labels('harvest').inc();
-      },
-    });
+    this.#groups = groupStore({ store: 'harvest', maxGroups: options.maxGroups, now: this.#now });
   }
 
   /** The window in seconds. */
@@ -93,22 +61,16 @@ export class HarvestWindow {
    */
   add(group: string): number {
     const bucket = this.#bucket();
-    let ring = this.#groups.get(group);
-    if (ring === undefined) ring = new Ring(bucket);
-    ring.advance(bucket);
-    const slot = bucket % BUCKETS;
-    ring.counts[slot] = (ring.counts[slot] ?? 0) + 1;
+    const ring = this.#groups.get(group) ?? new SlidingCount(BUCKETS, bucket);
+    const count = ring.add(bucket);
     // Nothing in the ring outlives the window, so neither does the entry.
     this.#groups.set(group, ring, { ttl: this.#windowMs });
-    return ring.sum();
+    return count;
   }
 
   /** The group's rejected recipients within the window. */
   count(group: string): number {
-    const ring = this.#groups.get(group);
-    if (ring === undefined) return 0;
-    ring.advance(this.#bucket());
-    return ring.sum();
+    return this.#groups.get(group)?.count(this.#bucket()) ?? 0;
   }
 
   /** Groups held (expired ones included until touched or evicted). */

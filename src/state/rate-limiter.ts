@@ -1,19 +1,18 @@
 /**
  * Per-group connection counters for the rate check (issue 3): sessions open at
  * once and sessions opened in the last minute, per client group (see
- * client-group.ts). In memory and bounded both ways (DESIGN §4.5): at most
- * `maxGroups` groups (an LRU: under a spray of addresses the least recently
- * seen group is forgotten), and per group a fixed ring of counters instead of
- * one timestamp per connection.
+ * client-group.ts). In memory and bounded both ways (sliding-window.ts): an
+ * LRU of at most `maxGroups` groups, and per group a ring of counters instead
+ * of one timestamp per connection.
  *
  * The minute is a ring of BUCKETS buckets of BUCKET_MS each: the count is the
  * current, partial bucket plus the eleven before it, so it covers the last
  * 55 to 60 s. It errs towards counting too few, never too many, so a big
  * sender is not punished for connections older than a minute.
  */
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 
-import { stateEvictionsTotal } from './metrics.js';
+import { SlidingCount, groupStore } from './sliding-window.js';
 
 const BUCKETS = 12;
 const BUCKET_MS = 5_000;
@@ -42,24 +41,11 @@ export interface RateLimiterOptions {
 
 class GroupCounters {
   concurrent = 0;
-  /** Sessions opened per bucket; slot = bucket number % BUCKETS. */
-  readonly opened = new Uint32Array(BUCKETS);
-  /** Absolute bucket number of the newest slot written; older slots are cleared on the way forward. */
-  bucket = 0;
+  /** Sessions opened in the last minute. */
+  readonly opened: SlidingCount;
 
-  /** Moves the ring to `bucket`, clearing slots that fell out of the minute. */
-  advance(bucket: number): void {
-    const steps = bucket - this.bucket;
-    if (steps <= 0) return;
-    if (steps >= BUCKETS) this.opened.fill(0);
-    else for (let b = this.bucket + 1; b <= bucket; b++) this.opened[b % BUCKETS] = 0;
-    this.bucket = bucket;
-  }
-
-  perMinute(): number {
-    let sum = 0;
-    for (const n of this.opened) sum += n;
-    return sum;
+  constructor(bucket: number) {
+    this.opened = new SlidingCount(BUCKETS, bucket);
   }
 }
 
@@ -69,51 +55,35 @@ export class RateLimiter {
 
   constructor(options: RateLimiterOptions = {}) {
     this.#now = options.now ?? (() => performance.now());
-    this.#groups = new LRUCache<string, GroupCounters>({
-      max: options.maxGroups ?? 100_000,
-      // A group with sessions open has no TTL (see #touch); an idle one is
-      // kept for the minute its opens still count in, then forgotten.
-      ttl: WINDOW_MS,
-      ttlResolution: 0,
-      perf: { now: this.#now },
-      dispose: (_value, _key, reason) => {
-        if (reason === 'evict') stateEvictionsTotal.labels('rate').inc();
-      },
-    });
+    // A group with sessions open has no TTL; an idle one is kept for the
+    // minute its opens still count in, then forgotten (see #touch).
+    this.#groups = groupStore({ store: 'rate', maxGroups: options.maxGroups, now: this.#now });
   }
 
   /** Counts a new session in `group`; the counts returned include it. */
   open(group: string): RateOpen {
     const bucket = this.#bucket();
-    let counters = this.#groups.get(group);
-    if (counters === undefined) {
-      counters = new GroupCounters();
-      counters.bucket = bucket;
-    }
-    counters.advance(bucket);
+    const counters = this.#groups.get(group) ?? new GroupCounters(bucket);
+    const perMinute = counters.opened.add(bucket);
     counters.concurrent++;
-    const slot = bucket % BUCKETS;
-    counters.opened[slot] = (counters.opened[slot] ?? 0) + 1;
     this.#touch(group, counters);
 
-    const opened = counters;
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
-      opened.concurrent--;
+      counters.concurrent--;
       // An evicted group's counters are detached: nothing left to update.
-      if (opened.concurrent === 0 && this.#groups.peek(group) === opened) this.#touch(group, opened);
+      if (counters.concurrent === 0 && this.#groups.peek(group) === counters) this.#touch(group, counters);
     };
-    return { snapshot: { concurrent: counters.concurrent, perMinute: counters.perMinute() }, release };
+    return { snapshot: { concurrent: counters.concurrent, perMinute }, release };
   }
 
   /** Current counts for `group`, without counting a session. */
   snapshot(group: string): RateSnapshot {
     const counters = this.#groups.get(group);
     if (counters === undefined) return { concurrent: 0, perMinute: 0 };
-    counters.advance(this.#bucket());
-    return { concurrent: counters.concurrent, perMinute: counters.perMinute() };
+    return { concurrent: counters.concurrent, perMinute: counters.opened.count(this.#bucket()) };
   }
 
   /** Groups held (idle ones past their minute included until touched or evicted). */

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { YamlFile, compileSchema, formatLocated, schemaIssues } from '../../src/config/yaml-schema.js';
+import { ConfigError, ConfigErrors } from '../../src/config/config-error.js';
+import { LocatedError, type Located, type LocatedErrors, YamlFile, compileSchema, formatLocated, schemaIssues } from '../../src/config/yaml-schema.js';
+import { PolicyError, PolicyErrors } from '../../src/policy/policy-error.js';
 
 const SCHEMA = {
   type: 'object',
@@ -63,4 +65,31 @@ test('syntax errors are located and capped; collection keys and non-mappings are
   assert.deepEqual(issues('? [a, b]\n: 1\n'), ['f.yaml:1:3: a key must be a plain name']);
   assert.deepEqual(issues('just text\n'), ['f.yaml:1:1: the file must hold a mapping of settings']);
   assert.match(issues('a: &a [*a]\n')[0] ?? '', /^f\.yaml:1:\d+: /);
+});
+
+/** A located error class and its many-errors class, as `check` and the loaders use them. */
+function assertLocatedErrors<E extends LocatedError>(
+  Single: (new (...args: ConstructorParameters<typeof LocatedError>) => E) & { from(l: Located): E },
+  Many: new (errors: readonly E[]) => LocatedErrors<E>,
+  name: string,
+  code: string,
+): void {
+  const l = { file: 'policies/policy.yaml', line: 4, column: 9, key: 'dnsbl.0.zone', reason: 'must be a domain' };
+  const err = Single.from(l);
+  assert.ok(err instanceof Single && err instanceof LocatedError);
+  assert.deepEqual([err.name, err.code, err.file, err.line, err.column, err.key, err.reason], [name, code, l.file, 4, 9, l.key, l.reason]);
+  assert.equal(err.message, 'policies/policy.yaml:4:9: dnsbl.0.zone: must be a domain');
+  const unread = new Single('missing.yaml', undefined, undefined, '', 'cannot read: no such file');
+  assert.equal(unread.message, 'missing.yaml: cannot read: no such file');
+  const all = new Many([err, unread]);
+  assert.ok(all instanceof Many);
+  assert.deepEqual([all.name, all.code, all.errors.length], [`${name}s`, code, 2]);
+  assert.equal(all.message, `${err.message}\n${unread.message}`);
+}
+
+test('ConfigError and PolicyError: one located shape, their own name, code and class', () => {
+  assertLocatedErrors(ConfigError, ConfigErrors, 'ConfigError', 'TARPIT_ERR_CONFIG');
+  assertLocatedErrors(PolicyError, PolicyErrors, 'PolicyError', 'TARPIT_ERR_POLICY');
+  const l = { file: 'config.yaml', line: 1, column: 1, key: '', reason: 'x' };
+  assert.ok(!(ConfigError.from(l) instanceof PolicyError), 'a config mistake is not a policy one');
 });

@@ -7,11 +7,12 @@
  * which must not list every client. A zone that timed out or failed adds no
  * evidence, but its outcome is reported for `explain` and the metrics.
  */
+import { parseIp } from '../../core/ip.js';
 import type { DnsClient } from '../dns/dns-client.js';
-import { ipv4ToUint, parseIp } from '../dns/ip.js';
 import { zoneQueryName } from '../dns/query-name.js';
 import type { Evidence } from '../evidence.js';
-import type { AnswerRange, DnsZone } from '../spec.js';
+import { answerMatches } from '../lists/answer-range.js';
+import type { DnsZone } from '../spec.js';
 
 export type ZoneKind = 'dnsbl' | 'dnswl';
 
@@ -60,15 +61,8 @@ async function lookupZone(query: string, zone: DnsZone, kind: ZoneKind, dns: Dns
     const timeout = result.reason === 'timeout';
     return { ...base, result: timeout ? 'timeout' : 'error', answers: [], matched: [], detail: timeout ? `timed out after ${zone.timeout} s` : `lookup failed: ${result.reason} (${result.code})` };
   }
-  const matched = result.addresses.filter((a) => inRanges(a, zone.answers));
+  const matched = result.addresses.filter((a) => answerMatches(zone.answers, a));
   if (matched.length > 0) return { ...base, result: 'listed', answers: result.addresses, matched, detail: matched.join(', ') };
   const ranges = zone.answers.map((r) => r.text).join(', ');
   return { ...base, result: 'not-listed', answers: result.addresses, matched: [], detail: `answered ${result.addresses.join(', ')}, outside ${ranges}` };
-}
-
-/** Empty ranges accept any answer. */
-function inRanges(answer: string, ranges: readonly AnswerRange[]): boolean {
-  if (ranges.length === 0) return true;
-  const n = ipv4ToUint(answer);
-  return n !== undefined && ranges.some((r) => n >= r.first && n <= r.last);
 }

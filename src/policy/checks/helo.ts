@@ -15,7 +15,7 @@ import net from 'node:net';
 
 import type { Evidence } from '../evidence.js';
 import type { Policy } from '../spec.js';
-import { type IpBytes, formatIp, parseIp, sameAddress } from '../../state/client-group.js';
+import { type Ip, formatIp, parseIp, sameIp } from '../../core/ip.js';
 
 export interface Us {
   /** Our hostname, as the banner announces it. */
@@ -59,8 +59,8 @@ export function checkHelo(helo: string, clientAddress: string, us: Us, weights: 
   const name = helo.trim();
   const shown = show(name);
   const client = parseIp(clientAddress);
-  const clientIsUs = client !== undefined && us.addresses.some((a) => isAddress(a, client));
-  const claimsOurAddress = (ip: IpBytes): boolean => !clientIsUs && us.addresses.some((a) => isAddress(a, ip));
+  const clientIsUs = client !== undefined && us.addresses.some((a) => sameIp(a, client));
+  const claimsOurAddress = (ip: Ip): boolean => !clientIsUs && us.addresses.some((a) => sameIp(a, ip));
 
   if (name.startsWith('[')) {
     const literal = parseLiteral(name);
@@ -68,7 +68,7 @@ export function checkHelo(helo: string, clientAddress: string, us: Us, weights: 
       add('badSyntax', `HELO ${shown} is not a valid address literal`);
       return out;
     }
-    if (client !== undefined && !sameAddress(literal, client)) {
+    if (client !== undefined && !sameIp(literal, client)) {
       add('literalMismatch', `HELO ${shown} is not the client's address ${formatIp(client)}`);
     }
     if (claimsOurAddress(literal)) add('claimsUs', `HELO ${shown} is one of our addresses`);
@@ -119,7 +119,7 @@ function domainProblem(name: string): string | undefined {
 }
 
 /** `[192.0.2.1]` or `[IPv6:2001:db8::1]` (tag case-insensitive, RFC 5234 §2.3), else undefined. */
-function parseLiteral(text: string): IpBytes | undefined {
+function parseLiteral(text: string): Ip | undefined {
   if (!text.endsWith(']') || text.length < 3) return undefined;
   const inner = text.slice(1, -1);
   const v4 = SNUM_RE.exec(inner);
@@ -133,11 +133,6 @@ function parseLiteral(text: string): IpBytes | undefined {
   // A zone id names one of the client's interfaces: meaningless to us, and not in the grammar.
   if (v6.includes('%') || !net.isIPv6(v6)) return undefined;
   return parseIp(v6);
-}
-
-function isAddress(text: string, ip: IpBytes): boolean {
-  const parsed = parseIp(text);
-  return parsed !== undefined && sameAddress(parsed, ip);
 }
 
 function sameName(a: string, b: string): boolean {

@@ -9,7 +9,7 @@
 import { Resolver } from 'node:dns/promises';
 import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
-import { parseIp } from './ip.js';
+import { parseIp } from '../../core/ip.js';
 import { dnsCacheTotal, dnsLookupSeconds } from './metrics.js';
 import { ptrQueryName } from './query-name.js';
 

@@ -8,7 +8,7 @@
  */
 import { isIP } from 'node:net';
 import type { DnsClient } from './dns-client.js';
-import { formatIp, parseIp, sameIp } from './ip.js';
+import { formatIp, parseIp, sameIp } from '../../core/ip.js';
 
 export const NAME_UNAVAILABLE = '[UNAVAILABLE]';
 export const NAME_TEMPUNAVAIL = '[TEMPUNAVAIL]';
@@ -47,11 +47,11 @@ export async function forwardConfirm(address: string, dns: DnsClient): Promise<F
 
   const ptr = reverse.names.map((n) => n.replace(/\.$/, ''));
   const candidates = ptr.filter(isHostname).slice(0, MAX_PTR_NAMES);
-  const forward = await Promise.all(candidates.map((name) => (ip.family === 4 ? dns.resolve4(name, { zone: ZONE }) : dns.resolve6(name, { zone: ZONE }))));
+  const forward = await Promise.all(candidates.map((name) => (ip.family === 'ipv4' ? dns.resolve4(name, { zone: ZONE }) : dns.resolve6(name, { zone: ZONE }))));
   // PTR order decides among several confirmed names, as the first one is what a resolver library hands Postfix.
   const confirmed = candidates.find((_, i) => {
     const f = forward[i];
-    return f?.kind === 'answer' && f.addresses.some((a) => sameIp(a, client));
+    return f?.kind === 'answer' && f.addresses.some((a) => sameIp(a, ip));
   });
   if (confirmed !== undefined) return { status: 'confirmed', name: confirmed, ptr };
   if (forward.some((f) => f.kind === 'error')) return { status: 'tempfail', name: NAME_TEMPUNAVAIL, ptr };

@@ -7,6 +7,7 @@
  * only the listing codes keeps an error answer from blocking every client.
  */
 import net from 'node:net';
+import { ipv4ToUint, uintToIpv4 } from '../../core/ip.js';
 import type { AnswerRange } from '../spec.js';
 
 export class AnswerRangeError extends Error {
@@ -35,42 +36,32 @@ export function parseAnswerRange(text: string): ParsedAnswerRange {
   if (dash !== -1 && slash !== -1) fail('write a range (a-b) or a CIDR (a/n), not both');
 
   if (dash !== -1) {
-    const first = ipv4ToInt(value.slice(0, dash).trim()) ?? fail(`not an IPv4 address before "-"${ipv6Hint(value.slice(0, dash).trim())}`);
-    const last = ipv4ToInt(value.slice(dash + 1).trim()) ?? fail(`not an IPv4 address after "-"${ipv6Hint(value.slice(dash + 1).trim())}`);
+    const first = ipv4ToUint(value.slice(0, dash).trim()) ?? fail(`not an IPv4 address before "-"${ipv6Hint(value.slice(0, dash).trim())}`);
+    const last = ipv4ToUint(value.slice(dash + 1).trim()) ?? fail(`not an IPv4 address after "-"${ipv6Hint(value.slice(dash + 1).trim())}`);
     if (first > last) fail('the range runs backwards (first address above the last)');
     return { range: Object.freeze({ text: value, first, last }), warning: undefined };
   }
 
   if (slash !== -1) {
-    const base = ipv4ToInt(value.slice(0, slash)) ?? fail(`not an IPv4 address before "/"${ipv6Hint(value.slice(0, slash))}`);
+    const base = ipv4ToUint(value.slice(0, slash)) ?? fail(`not an IPv4 address before "/"${ipv6Hint(value.slice(0, slash))}`);
     const prefixText = value.slice(slash + 1);
     if (!/^\d{1,2}$/.test(prefixText) || Number(prefixText) > 32) fail(`bad prefix length "/${prefixText}" (0-32)`);
     const prefix = Number(prefixText);
     const size = 2 ** (32 - prefix);
     const first = base - (base % size);
-    const warning = first === base ? undefined : `host bits set in ${value}; matching the whole /${prefix} (${intToIpv4(first)}/${prefix})`;
+    const warning = first === base ? undefined : `host bits set in ${value}; matching the whole /${prefix} (${uintToIpv4(first)}/${prefix})`;
     return { range: Object.freeze({ text: value, first, last: first + size - 1 }), warning };
   }
 
-  const address = ipv4ToInt(value) ?? fail(`not an IPv4 address, a range a-b or a CIDR${ipv6Hint(value)}`);
+  const address = ipv4ToUint(value) ?? fail(`not an IPv4 address, a range a-b or a CIDR${ipv6Hint(value)}`);
   return { range: Object.freeze({ text: value, first: address, last: address }), warning: undefined };
 }
 
 /** Whether an A answer counts under a zone's filter; an empty filter counts every answer. */
 export function answerMatches(ranges: readonly AnswerRange[], address: string): boolean {
   if (ranges.length === 0) return true;
-  const n = ipv4ToInt(address);
+  const n = ipv4ToUint(address);
   return n !== undefined && ranges.some((r) => n >= r.first && n <= r.last);
-}
-
-/** Dotted quad to an unsigned 32-bit integer; undefined for anything else. */
-export function ipv4ToInt(text: string): number | undefined {
-  if (net.isIPv4(text) === false) return undefined;
-  return text.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
-}
-
-export function intToIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
 }
 
 function ipv6Hint(text: string): string {

@@ -12,7 +12,7 @@
  * File form, like a Postfix cidr table without the right-hand side: one address
  * or CIDR per line, `#` starts a comment, blank lines are ignored.
  */
-import net from 'node:net';
+import { bytesToUint, foldMapped, isIpv4Mapped, parseIp, type Ip } from '../../core/ip.js';
 
 /** One compiled line. */
 export interface CidrEntry {
@@ -71,9 +71,9 @@ export function compileCidrList(entries: readonly { value: string; line: number 
   const compiled: CidrEntry[] = [];
   const warnings: string[] = [];
   for (const raw of entries) {
-    const entry = Object.freeze(compileEntry(raw.value.trim(), raw.line, source));
-    if (entry.family === 'ipv4') firstWins(ipv4, entry.prefix, ipv4Network(ipv4Number(ipv4Bytes(entry.address)), entry.prefix), entry);
-    else firstWins(ipv6, entry.prefix, ipv6Key(ipv6Bytes(entry.address), entry.prefix), entry);
+    const { entry, ip } = compileEntry(raw.value.trim(), raw.line, source);
+    if (ip.family === 'ipv4') firstWins(ipv4, entry.prefix, ipv4Network(bytesToUint(ip.bytes), entry.prefix), entry);
+    else firstWins(ipv6, entry.prefix, ipv6Key(ip.bytes, entry.prefix), entry);
     if (entry.hostBitsSet) {
       warnings.push(`${source}:${entry.line}: host bits set in ${entry.value}; matching the whole /${entry.prefix}`);
     }
@@ -81,19 +81,20 @@ export function compileCidrList(entries: readonly { value: string; line: number 
   }
   const match = (address: string): CidrEntry | undefined => {
     if (compiled.length === 0) return undefined;
-    const folded = foldAddress(address);
-    if (folded === undefined) return undefined;
+    // Sockets report link-local peers with a zone id (dropped here; entries never
+    // carry one), and both ::ffff:192.0.2.1 and ::ffff:c000:201 are the IPv4 client 192.0.2.1.
+    const ip = parseIp(address);
+    if (ip === undefined) return undefined;
     let best: CidrEntry | undefined;
-    if (folded.family === 'ipv4') {
-      const n = ipv4Number(ipv4Bytes(folded.address));
+    if (ip.family === 'ipv4') {
+      const n = bytesToUint(ip.bytes);
       for (const [prefix, networks] of ipv4) {
         const entry = networks.get(ipv4Network(n, prefix));
         if (entry !== undefined && (best === undefined || entry.line < best.line)) best = entry;
       }
     } else {
-      const bytes = ipv6Bytes(folded.address);
       for (const [prefix, networks] of ipv6) {
-        const entry = networks.get(ipv6Key(bytes, prefix));
+        const entry = networks.get(ipv6Key(ip.bytes, prefix));
         if (entry !== undefined && (best === undefined || entry.line < best.line)) best = entry;
       }
     }
@@ -117,10 +118,6 @@ function firstWins<K>(byPrefix: Map<number, Map<K, CidrEntry>>, prefix: number, 
     byPrefix.set(prefix, networks);
   }
   if (!networks.has(key)) networks.set(key, entry);
-}
-
-function ipv4Number(bytes: Uint8Array): number {
-  return (((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0;
 }
 
 function ipv4Network(n: number, prefix: number): number {
@@ -148,7 +145,8 @@ export function parseCidrListText(text: string, source: string): CidrList {
   return compileCidrList(entries, source);
 }
 
-function compileEntry(value: string, line: number, source: string): CidrEntry {
+/** The entry, frozen, and its network's bytes for the index. */
+function compileEntry(value: string, line: number, source: string): { entry: CidrEntry; ip: Ip } {
   const fail = (reason: string): never => {
     throw new CidrListError(source, line, reason);
   };
@@ -164,29 +162,25 @@ function compileEntry(value: string, line: number, source: string): CidrEntry {
   // Zone ids (fe80::1%eth0) name an interface, not a network; BlockList would
   // take them but they would never match what a socket reports consistently.
   if (addressText.includes('%')) fail(`zone id not allowed in "${addressText}"`);
-  const version = net.isIP(addressText);
-  if (version === 0) fail(`not an IP address: "${addressText}"`);
-
-  let family: 'ipv4' | 'ipv6' = version === 4 ? 'ipv4' : 'ipv6';
-  let bytes = family === 'ipv4' ? ipv4Bytes(addressText) : ipv6Bytes(addressText);
-  let prefix = fullLength(family);
+  let ip = parseIp(addressText, { keepMapped: true }) ?? fail(`not an IP address: "${addressText}"`);
+  let prefix = fullLength(ip.family);
   if (prefixText !== undefined) {
     if (!PREFIX_RE.test(prefixText)) fail(`bad prefix length "/${prefixText}"`);
     prefix = Number(prefixText);
-    if (prefix > fullLength(family)) fail(`prefix /${prefix} out of range for ${family} (0-${fullLength(family)})`);
+    if (prefix > fullLength(ip.family)) fail(`prefix /${prefix} out of range for ${ip.family} (0-${fullLength(ip.family)})`);
   }
 
   // ::ffff:192.0.2.0/120 is written by people who mean 192.0.2.0/24; has()
   // folds mapped addresses to IPv4, so the entry has to be folded the same way.
   let address = addressText;
-  if (family === 'ipv6' && prefix >= 96 && isMapped(bytes)) {
-    family = 'ipv4';
-    bytes = bytes.subarray(12);
+  if (prefix >= 96 && isIpv4Mapped(ip)) {
+    ip = foldMapped(ip);
     prefix -= 96;
-    address = bytes.join('.');
+    address = ip.bytes.join('.');
   }
 
-  return { value, line, family, address, prefix, hostBitsSet: hasHostBits(bytes, prefix) };
+  const entry: CidrEntry = { value, line, family: ip.family, address, prefix, hostBitsSet: hasHostBits(ip.bytes, prefix) };
+  return { entry: Object.freeze(entry), ip };
 }
 
 function fullLength(family: 'ipv4' | 'ipv6'): number {
@@ -199,53 +193,4 @@ function hasHostBits(bytes: Uint8Array, prefix: number): boolean {
     if (byte & (0x80 >> (bit & 7))) return true;
   }
   return false;
-}
-
-/** The address with a zone id dropped and IPv4-mapped IPv6 folded to IPv4, or undefined for non-IPs. */
-function foldAddress(address: string): { address: string; family: 'ipv4' | 'ipv6' } | undefined {
-  // Sockets report link-local peers with a zone id; entries never carry one.
-  const bare = address.includes('%') ? address.slice(0, address.indexOf('%')) : address;
-  const version = net.isIP(bare);
-  if (version === 4) return { address: bare, family: 'ipv4' };
-  if (version !== 6) return undefined;
-  const bytes = ipv6Bytes(bare);
-  // Both ::ffff:192.0.2.1 and ::ffff:c000:201 are the IPv4 client 192.0.2.1.
-  if (isMapped(bytes)) return { address: bytes.subarray(12).join('.'), family: 'ipv4' };
-  return { address: bare, family: 'ipv6' };
-}
-
-function isMapped(bytes: Uint8Array): boolean {
-  if (bytes.length !== 16) return false;
-  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false;
-  return bytes[10] === 0xff && bytes[11] === 0xff;
-}
-
-/** Caller has checked `net.isIPv4`. */
-function ipv4Bytes(text: string): Uint8Array {
-  return Uint8Array.from(text.split('.').map(Number));
-}
-
-/** Caller has checked `net.isIPv6` (and removed any zone id). */
-function ipv6Bytes(text: string): Uint8Array {
-  const out = new Uint8Array(16);
-  let body = text;
-  let tail: Uint8Array | undefined;
-  // An embedded dotted quad (::ffff:1.2.3.4) fills the last four bytes.
-  const lastColon = body.lastIndexOf(':');
-  if (body.slice(lastColon + 1).includes('.')) {
-    tail = ipv4Bytes(body.slice(lastColon + 1));
-    body = body.slice(0, lastColon + 1) + '0:0';
-  }
-  const [head = '', rest] = body.split('::');
-  const headGroups = head === '' ? [] : head.split(':');
-  const restGroups = rest === undefined || rest === '' ? [] : rest.split(':');
-  const zeros = 8 - headGroups.length - restGroups.length;
-  const groups = [...headGroups, ...Array<string>(rest === undefined ? 0 : zeros).fill('0'), ...restGroups];
-  groups.forEach((group, i) => {
-    const n = parseInt(group, 16);
-    out[i * 2] = n >> 8;
-    out[i * 2 + 1] = n & 0xff;
-  });
-  if (tail) out.set(tail, 12);
-  return out;
 }

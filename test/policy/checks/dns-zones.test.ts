@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { ipv4ToUint } from '../../../src/core/ip.js';
 import { checkDnsZones } from '../../../src/policy/checks/dns-zones.js';
 import { DnsClient } from '../../../src/policy/dns/dns-client.js';
-import { ipv4ToUint } from '../../../src/policy/dns/ip.js';
 import { dnsCacheTotal } from '../../../src/policy/dns/metrics.js';
 import type { AnswerRange, DnsZone } from '../../../src/policy/spec.js';
 import { sharedDnsServer, TEST_DNS } from '../../helpers/dns-server.js';

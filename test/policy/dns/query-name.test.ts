@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseIp } from '../../../src/policy/dns/ip.js';
+import { parseIp } from '../../../src/core/ip.js';
 import { ptrQueryName, reversedLabels, zoneQueryName } from '../../../src/policy/dns/query-name.js';
 
 function ip(text: string) {
@@ -40,7 +40,7 @@ test('PTR names live under in-addr.arpa and ip6.arpa', () => {
 });
 
 test('an embedded dotted quad that is not a mapped address stays IPv6', () => {
-  assert.equal(ip('::1.2.3.4').family, 6);
-  assert.equal(ip('64:ff9b::192.0.2.1').family, 6);
+  assert.equal(ip('::1.2.3.4').family, 'ipv6');
+  assert.equal(ip('64:ff9b::192.0.2.1').family, 'ipv6');
   assert.equal(zoneQueryName(ip('64:ff9b::192.0.2.1'), 'z'), `1.0.2.0.0.0.0.c${'.0'.repeat(16)}.b.9.f.f.4.6.0.0.z`);
 });

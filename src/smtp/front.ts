@@ -138,8 +138,9 @@ export class Front {
       this.deps.trap.catch('connect', err, { sessionId: id });
       return this.refuse(socket, 'TARPIT_ERR_INTERNAL_CONNECT', 'error');
     }
+    // A client that hung up during the checks has already fired 'close'.
+    if (socket.destroyed) return policy.release();
     socket.once('close', () => policy.release());
-    if (socket.destroyed) return;
     const vetted: Vetted = { id, remoteAddress, remotePort, engine, policy };
     const action = policy.actionAt('connect');
     if (action.kind === 'refuse') {

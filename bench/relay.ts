@@ -7,16 +7,18 @@
  * with Postfix smtpd's XCLIENT (smtp-sink offers no XCLIENT ADDR and answers
  * XCLIENT with 250, which the proxy rightly refuses). Load: Postfix's
  * smtp-source (C). The proxy runs in its own process as it ships: the built
- * CLI (`dist/cli/main.js serve`), which the bench builds first.
+ * CLI (`dist/cli/main.js serve`), compiled by the bench first into a temp dir
+ * (bench/lib/build-dist.ts).
  * Environment: BENCH_CPU_PROF=<dir> runs the proxy under `node --cpu-prof`.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { buildDist } from './lib/build-dist.js';
 import { freePort, killAllSync, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProcStats, type ProxyProcess } from './lib/procs.js';
+import { finishReport, fmt, median, percentile, printHeader, table } from './lib/report.js';
 import { smallMessage, timedSend } from './lib/smtp-timer.js';
 import { startPostfix } from '../test/helpers/postfix.js';
 
@@ -77,40 +79,30 @@ interface ProxyInstance {
   end?: ProcStats;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+/**
+ * The shipped policy, changed only where the bench's clients would otherwise
+ * not be relayed at all: first contact off (every bench client would be held
+ * and told to retry), rDNS weights 0 (no DNS server here; lookups would time
+ * out), and rate limits raised (every bench client is 127.0.0.1). Each session
+ * still runs the list, rate and HELO checks before it is relayed.
+ */
+function benchPolicies(dir: string): string {
+  const out = join(dir, 'policies');
+  mkdirSync(out, { recursive: true });
+  for (const f of ['allow.cidr', 'block.cidr']) copyFileSync(join(ROOT, 'policies', f), join(out, f));
+  const policy = parse(readFileSync(join(ROOT, 'policies', 'policy.yaml'), 'utf8')) as Record<string, Record<string, unknown>>;
+  policy.firstContact = { ...policy.firstContact, enabled: false };
+  policy.rdns = { missing: 0, unconfirmed: 0 };
+  policy.rate = { ...policy.rate, maxConcurrent: 100000, maxPerMinute: 10000000 };
+  writeFileSync(join(out, 'policy.yaml'), stringify(policy));
+  return out;
 }
 
-function percentile(xs: readonly number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  // nearest-rank
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
-}
-
-function machine(): Record<string, string | number> {
-  const model = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  let nproc = String(cpus().length);
-  try {
-    nproc = execFileSync('nproc', { encoding: 'utf8' }).trim();
-  } catch {
-    // cpus().length it is
-  }
-  let load = '';
-  try {
-    load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  } catch {
-    // not Linux
-  }
-  return { nproc: Number(nproc), cpu: model, node: process.version, loadavg: load };
-}
-
-function proxyConfig(sinkPort: number, listenPort: number, sessions: number): Record<string, unknown> {
+function proxyConfig(sinkPort: number, listenPort: number, sessions: number, policies: string): Record<string, unknown> {
   return {
     listen: `127.0.0.1:${listenPort}`,
     hostname: 'tarpit.bench',
+    policies,
     backend: {
       address: `127.0.0.1:${sinkPort}`,
       // busy + closing + connecting + idle all count against poolSize.
@@ -221,7 +213,7 @@ async function stopProxy(proxy: ProxyProcess, sessions: number, fatal: string[])
  * (test/helpers/postfix.ts) queueing every message to disk and delivering it
  * to the discard transport. Counted from its log (`removed` lines). Needs root.
  */
-async function postfixScenarios(dir: string, scenarios: Scenario[], fatal: string[]): Promise<void> {
+async function postfixScenarios(build: string, dir: string, scenarios: Scenario[], fatal: string[]): Promise<void> {
   if (process.getuid?.() !== 0) {
     console.log('\nreal Postfix backend: skipped (needs root to start a private Postfix)');
     return;
@@ -234,11 +226,11 @@ async function postfixScenarios(dir: string, scenarios: Scenario[], fatal: strin
   });
   const removed = async (): Promise<number> => (await postfix.log()).split('\n').filter((l) => l.endsWith(': removed')).length;
   const backend: Backend = { name: 'postfix', port: postfix.port, messages: removed, settleMs: 30_000 };
-  const config = proxyConfig(postfix.port, await freePort(), POSTFIX_SESSIONS);
+  const config = proxyConfig(postfix.port, await freePort(), POSTFIX_SESSIONS, benchPolicies(dir));
   const file = join(dir, 'proxy-postfix.yaml');
   writeFileSync(file, stringify(config));
   try {
-    const proxy = await startProxy(ROOT, file, Number((config.listen as string).split(':')[1]));
+    const proxy = await startProxy(build, file, Number((config.listen as string).split(':')[1]));
     const instance: ProxyInstance = { sessions: POSTFIX_SESSIONS, config, messages: 0, cpuMsInRuns: 0 };
     try {
       for (const mode of MODES) scenarios.push(await throughput(backend, proxy, instance, POSTFIX_SESSIONS, mode));
@@ -269,44 +261,33 @@ async function latency(sinkPort: number, proxyPort: number): Promise<Latency> {
   return out;
 }
 
-function fmt(n: number, digits: number): string {
-  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('  ')).join('\n');
-}
-
 async function main(): Promise<number> {
-  const started = new Date();
-  const m = machine();
-  const command = `node ${process.execArgv.join(' ')} ${process.argv.slice(1).map((a) => a.replace(`${ROOT}/`, '')).join(' ')}`.replace(/\s+/g, ' ');
   const cpuProf = process.env.BENCH_CPU_PROF;
   const nodeFlags = cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${resolve(cpuProf)}`] : [];
-  console.log(`smtp-tarpit relay bench — ${started.toISOString()}`);
-  console.log(`machine: ${m.nproc} cores, ${m.cpu}, node ${m.node}, loadavg at start ${m.loadavg}`);
-  console.log(`command: (npm run bench) ${command} in ${ROOT}${cpuProf ? `; proxy under --cpu-prof into ${cpuProf}` : ''}`);
+  const run = printHeader('relay', ROOT, cpuProf ? `; proxy under --cpu-prof into ${cpuProf}` : '');
   console.log(`load: /usr/sbin/smtp-source, ${MESSAGE_BYTES}-byte payload (-l); backend: bench/lib/xclient-sink.c (smtp-sink-like C sink with Postfix XCLIENT semantics) on 127.0.0.1`);
 
   requireExecutable('/usr/sbin/smtp-source');
-  // Measure what ships: the compiled JavaScript, not the tsx-loaded sources.
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
+  // Measure what ships: the compiled JavaScript, not the tsx-loaded sources; the project's dist/ is left alone.
+  const build = buildDist(ROOT);
+  process.once('exit', () => build.remove()); // however the bench ends, Ctrl-C included
   const dir = mkdtempSync(join(tmpdir(), 'smtp-tarpit-bench-'));
   const scenarios: Scenario[] = [];
   const instances: ProxyInstance[] = [];
   let lat: Latency | undefined;
   const fatal: string[] = [];
   try {
+    if (build.problems) throw new Error(`tsc reported problems:\n${build.problems.slice(0, 2000)}`);
+    console.log(`proxy: src compiled by tsc (tsconfig.build.json) into ${build.dir}`);
     const sinkProcess = await startSink(ROOT, dir);
     const sink: Backend & { pid: number } = { name: 'sink', port: sinkProcess.port, pid: sinkProcess.pid, messages: () => sinkProcess.messages(), settleMs: 1000 };
     console.log(`backend: xclient-sink pid ${sink.pid} on 127.0.0.1:${sink.port}`);
     for (const sessions of SESSIONS) {
-      const config = proxyConfig(sink.port, await freePort(), sessions);
+      const config = proxyConfig(sink.port, await freePort(), sessions, benchPolicies(dir));
       const file = join(dir, `proxy-${sessions}.yaml`);
       writeFileSync(file, stringify(config));
       const listen = config.listen as string;
-      const proxy = await startProxy(ROOT, file, Number(listen.split(':')[1]), nodeFlags);
+      const proxy = await startProxy(build.dir, file, Number(listen.split(':')[1]), nodeFlags);
       const instance: ProxyInstance = { sessions, config, messages: 0, cpuMsInRuns: 0 };
       instances.push(instance);
       console.log(`\nproxy pid ${proxy.pid} on 127.0.0.1:${proxy.port}, config (defaults otherwise): ${JSON.stringify(config)}`);
@@ -321,7 +302,7 @@ async function main(): Promise<number> {
         await stopProxy(proxy, sessions, fatal);
       }
     }
-    await postfixScenarios(dir, scenarios, fatal);
+    await postfixScenarios(build.dir, dir, scenarios, fatal);
   } catch (err) {
     fatal.push((err as Error).stack ?? String(err));
   } finally {
@@ -364,15 +345,7 @@ async function main(): Promise<number> {
     ]),
   );
   const flagged = [...scenarios.flatMap((s) => s.errors), ...(lat?.errors ?? []), ...fatal];
-  if (flagged.length) {
-    console.log(`\nFLAGGED (${flagged.length}):`);
-    for (const f of flagged.slice(0, 20)) console.log(`  - ${f}`);
-  }
-  const result = {
-    bench: 'relay',
-    date: started.toISOString(),
-    machine: m,
-    command,
+  const figures = {
     messageBytes: MESSAGE_BYTES,
     throughput: scenarios.map((s) => ({
       backend: s.backend,
@@ -393,11 +366,8 @@ async function main(): Promise<number> {
       addedP99: Number((latSummary.proxy.p99 - latSummary.direct.p99).toFixed(3)),
     },
     proxy: instances.map((i) => ({ sessions: i.sessions, config: i.config, messages: i.messages, cpuMsPer1kMsg: Math.round((i.cpuMsInRuns / i.messages) * 1000), rssMbEnd: Math.round((i.end?.rssKb ?? NaN) / 1024), peakRssMb: Math.round((i.end?.hwmKb ?? NaN) / 1024) })),
-    ok: flagged.length === 0,
-    flagged,
   };
-  console.log(`\n${JSON.stringify(result)}`);
-  return flagged.length === 0 ? 0 : 1;
+  return finishReport(run, figures, flagged);
 }
 
 process.on('exit', killAllSync);

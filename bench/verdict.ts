@@ -4,7 +4,7 @@
  * 40 s; see bench/README.md for what each figure means.
  *
  * The policy: generated into a temp dir and loaded with the real loader: 3
- * DNSBL zones served by a real dnsmasq on loopback (bench/lib/dnsmasq.ts),
+ * DNSBL zones served by a real dnsmasq on loopback (test/helpers/dnsmasq.ts),
  * allow.cidr and block.cidr of 10,000 entries each (IPv4 and IPv6, 13 + 10
  * distinct prefix lengths), rdns weights on, first contact on. The engine is
  * compiled by tsc into a temp dir (what ships, bench/lib/build-dist.ts) and
@@ -29,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../src/config/schema.js';
+import { formatIp, type Ip, type IpFamily } from '../src/core/ip.js';
 import type { PolicyEngine, PolicyState, VetOptions } from '../src/policy/engine.js';
 import type { CidrList } from '../src/policy/lists/cidr-list.js';
 import type { Policy } from '../src/policy/spec.js';
@@ -41,17 +42,16 @@ import {
   V4_PREFIXES,
   V6_PREFIXES,
   addressInside,
-  formatAddress,
   generateEntries,
   groupKey,
   isV6,
   randomAddress,
   type GenEntry,
 } from './lib/cidr-fixtures.js';
-import { startDnsmasq, type Dnsmasq } from './lib/dnsmasq.js';
 import { procStats } from './lib/procs.js';
-import { cpuMicros, fmt, machine, median, percentile, round, table } from './lib/report.js';
+import { cpuMicros, fmt, median, percentile, finishReport, printHeader, round, table } from './lib/report.js';
 import { profile, type ProfileShare } from './lib/vet-profile.js';
+import { startDnsmasq, type Dnsmasq } from '../test/helpers/dnsmasq.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -128,7 +128,7 @@ type Rdns = 'confirmed' | 'unconfirmed' | 'missing';
 interface Client {
   readonly index: number;
   readonly address: string;
-  readonly bytes: Uint8Array;
+  readonly ip: Ip;
   readonly path: Path;
   readonly block: boolean;
   /** bl1..bl3: listed (inside the filter). */
@@ -144,20 +144,20 @@ interface Client {
 function makeClients(rng: Rng, block: readonly GenEntry[], allow: readonly GenEntry[]): Client[] {
   const groups = new Set<string>();
   const clients: Client[] = [];
-  const byFamily = (list: readonly GenEntry[], family: 4 | 6): GenEntry[] => list.filter((e) => e.family === family);
-  const pools = { block: { 4: byFamily(block, 4), 6: byFamily(block, 6) }, allow: { 4: byFamily(allow, 4), 6: byFamily(allow, 6) } };
+  const byFamily = (list: readonly GenEntry[], family: IpFamily): GenEntry[] => list.filter((e) => e.ip.family === family);
+  const pools = { block: { ipv4: byFamily(block, 'ipv4'), ipv6: byFamily(block, 'ipv6') }, allow: { ipv4: byFamily(allow, 'ipv4'), ipv6: byFamily(allow, 'ipv6') } };
   const plan: Path[] = [...Array<Path>(MIXED_CLIENTS).fill('first-contact'), ...Array<Path>(PATH_CLIENTS).fill('allow'), ...Array<Path>(PATH_CLIENTS).fill('cached')];
   plan.forEach((path, index) => {
-    const family: 4 | 6 = isV6(index) ? 6 : 4;
+    const family: IpFamily = isV6(index) ? 'ipv6' : 'ipv4';
     const inBlock = path === 'first-contact' && rng.next() < 0.2;
-    let bytes: Uint8Array;
+    let ip: Ip;
     // One client per /24 and /64: the rate check then sees each client alone, as most connections are.
     do {
-      if (path === 'allow') bytes = addressInside(pick(pools.allow[family], rng), rng);
-      else if (inBlock) bytes = addressInside(pick(pools.block[family], rng), rng);
-      else bytes = randomAddress(family, rng, CLEAN_SPACE);
-    } while (groups.has(groupKey(bytes)));
-    groups.add(groupKey(bytes));
+      if (path === 'allow') ip = addressInside(pick(pools.allow[family], rng), rng);
+      else if (inBlock) ip = addressInside(pick(pools.block[family], rng), rng);
+      else ip = randomAddress(family, rng, CLEAN_SPACE);
+    } while (groups.has(groupKey(ip)));
+    groups.add(groupKey(ip));
     const listed = ZONES.map((z) => path === 'first-contact' && rng.next() < z.share);
     const errorCode = path === 'first-contact' && !listed[0] && rng.next() < ERROR_CODE_SHARE;
     const r = rng.next();
@@ -168,7 +168,7 @@ function makeClients(rng: Rng, block: readonly GenEntry[], allow: readonly GenEn
       ZONES.forEach((z, i) => (expectedScore += listed[i] ? z.weight : 0));
       expectedScore += rdns === 'missing' ? RDNS_MISSING : rdns === 'unconfirmed' ? RDNS_UNCONFIRMED : 0;
     }
-    clients.push({ index, address: formatAddress(bytes), bytes, path, block: inBlock, listed, errorCode, rdns, expectedScore });
+    clients.push({ index, address: formatIp(ip), ip, path, block: inBlock, listed, errorCode, rdns, expectedScore });
   });
   return clients;
 }
@@ -177,18 +177,23 @@ function pick<T>(xs: readonly T[], rng: Rng): T {
   return xs[rng.int(0, xs.length - 1)] as T;
 }
 
-/** RFC 5782 labels: reversed octets, or reversed nibbles for IPv6. */
-function reversed(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).reverse().join('.');
+/**
+ * RFC 5782 labels: reversed octets, or reversed nibbles for IPv6. Written here
+ * on purpose rather than taken from src/policy/dns/query-name.ts: every
+ * verdict's score is checked, so the engine's query names are checked against
+ * these, for 1,400 addresses.
+ */
+function reversed(ip: Ip): string {
+  if (ip.family === 'ipv4') return Array.from(ip.bytes).reverse().join('.');
   const nibbles: string[] = [];
-  for (const b of bytes) nibbles.push((b >> 4).toString(16), (b & 0x0f).toString(16));
+  for (const b of ip.bytes) nibbles.push((b >> 4).toString(16), (b & 0x0f).toString(16));
   return nibbles.reverse().join('.');
 }
 
 function dnsmasqLines(clients: readonly Client[]): string[] {
   const lines = ['local=/bench/', 'local=/in-addr.arpa/', 'local=/ip6.arpa/', `host-record=liar.clients.bench,${LIAR_ADDRESS},${DNS_TTL}`];
   for (const c of clients) {
-    const rev = reversed(c.bytes);
+    const rev = reversed(c.ip);
     ZONES.forEach((z, i) => {
       if (c.listed[i]) lines.push(`host-record=${rev}.${z.zone},${z.listedAnswer},${DNS_TTL}`);
     });
@@ -196,7 +201,7 @@ function dnsmasqLines(clients: readonly Client[]): string[] {
     // host-record also serves the PTR of its address; each client gets its own name, so no lookup is shared.
     if (c.rdns === 'confirmed') lines.push(`host-record=h${c.index}.clients.bench,${c.address},${DNS_TTL}`);
     if (c.rdns === 'unconfirmed') {
-      lines.push(`ptr-record=${rev}.${c.bytes.length === 4 ? 'in-addr.arpa' : 'ip6.arpa'},u${c.index}.clients.bench`);
+      lines.push(`ptr-record=${rev}.${c.ip.family === 'ipv4' ? 'in-addr.arpa' : 'ip6.arpa'},u${c.index}.clients.bench`);
       lines.push(`host-record=u${c.index}.clients.bench,${LIAR_ADDRESS},${DNS_TTL}`);
     }
   }
@@ -385,14 +390,14 @@ function listScaling(flagged: string[]): ListRow[] {
     const compileMs = performance.now() - t;
     t = performance.now();
     const blockList = new net.BlockList();
-    for (const e of entries) blockList.addSubnet(formatAddress(e.bytes), e.prefix, e.family === 4 ? 'ipv4' : 'ipv6');
+    for (const e of entries) blockList.addSubnet(formatIp(e.ip), e.prefix, e.ip.family);
     const blockListBuildMs = performance.now() - t;
 
     const probes = {} as Record<Probe, string[]>;
     for (const probe of PROBES) {
-      const family = probe.startsWith('v4') ? 4 : 6;
-      const pool = entries.filter((e) => e.family === family);
-      probes[probe] = Array.from({ length: LIST_PROBES }, () => formatAddress(probe.endsWith('hit') ? addressInside(pick(pool, rng), rng) : randomAddress(family, rng, CLEAN_SPACE)));
+      const family: IpFamily = probe.startsWith('v4') ? 'ipv4' : 'ipv6';
+      const pool = entries.filter((e) => e.ip.family === family);
+      probes[probe] = Array.from({ length: LIST_PROBES }, () => formatIp(probe.endsWith('hit') ? addressInside(pick(pool, rng), rng) : randomAddress(family, rng, CLEAN_SPACE)));
     }
     const impls = {
       cidr: (a: string): boolean => list.has(a),
@@ -421,12 +426,7 @@ function listScaling(flagged: string[]): ListRow[] {
 // ── main ───────────────────────────────────────────────────────────────────
 
 async function main(): Promise<number> {
-  const started = new Date();
-  const m = machine();
-  const command = `node ${process.execArgv.join(' ')} ${process.argv.slice(1).map((a) => a.replace(`${ROOT}/`, '')).join(' ')}`.replace(/\s+/g, ' ');
-  console.log(`smtp-tarpit verdict bench — ${started.toISOString()}`);
-  console.log(`machine: ${m.nproc} cores, ${m.cpu}, node ${m.node}, loadavg at start ${m.loadavg}`);
-  console.log(`command: ${command} in ${ROOT}`);
+  const run = printHeader('verdict', ROOT);
 
   const flagged: string[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'smtp-tarpit-verdict-'));
@@ -455,14 +455,14 @@ async function main(): Promise<number> {
     writePolicyDir(dir, block, allow);
     const lines = dnsmasqLines(clients);
     dnsRecords = lines.length;
-    dns = await startDnsmasq(dir, lines);
+    dns = await startDnsmasq({ lines, readyTimeoutMs: 10_000 });
     const config = dist.loadConfigText(`dns: { servers: ["${dns.address}"] }\n`, '(bench config)');
     const t = performance.now();
     const loaded = dist.loadPolicyDirWithWarnings(dir);
     loadMs = performance.now() - t;
     const policy = loaded.policy;
     const mixed = clients.filter((c) => c.path === 'first-contact');
-    const v6 = clients.filter((c) => c.bytes.length === 16).length;
+    const v6 = clients.filter((c) => c.ip.family === 'ipv6').length;
     console.log(
       `policy: ${dir}: 3 DNSBL zones (${ZONES.map((z) => `${z.zone} +${z.weight}`).join(', ')}) on dnsmasq ${dns.address} (pid ${dns.pid}, ${dnsRecords} config lines), ` +
         `block.cidr and allow.cidr ${LIST_ENTRIES} entries each (${new Set(V4_PREFIXES).size} IPv4 and ${new Set(V6_PREFIXES).size} IPv6 prefix lengths, 30 % IPv6), rdns on, first contact on; ` +
@@ -623,15 +623,7 @@ async function main(): Promise<number> {
       ]),
     );
   }
-  if (flagged.length) {
-    console.log(`\nFLAGGED (${flagged.length}):`);
-    for (const f of flagged.slice(0, 20)) console.log(`  - ${f}`);
-  }
-  const result = {
-    bench: 'verdict',
-    date: started.toISOString(),
-    machine: m,
-    command,
+  const figures = {
     policy: { dnsblZones: ZONES.length, listEntries: { allow: LIST_ENTRIES, block: LIST_ENTRIES }, loadMs: round(loadMs, 1), dnsmasqConfigLines: dnsRecords },
     targets: { warmVetCpuUs: TARGET_VET_US, maxListGrowth1kTo100k: MAX_LIST_GROWTH },
     warm: warm.map((r) => ({ path: r.path, clients: r.clients, cpuUsPerVet: round(r.cpuUsPerVet, 2), bestRunCpuUsPerVet: round(r.bestCpuUsPerVet, 2), wallP50Us: round(r.p50Us, 2), wallP99Us: round(r.p99Us, 2), dnsMisses: r.misses })),
@@ -654,14 +646,11 @@ async function main(): Promise<number> {
       blockListUs: Object.fromEntries(PROBES.map((p) => [p, round(r.blockList[p], 3)])),
     })),
     cidrListGrowth1kTo100k: Object.fromEntries(PROBES.map((p) => [p, round(growth[p], 2)])),
-    ok: flagged.length === 0,
-    flagged,
   };
-  console.log(`\n${JSON.stringify(result)}`);
-  return flagged.length === 0 ? 0 : 1;
+  return finishReport(run, figures, flagged);
 }
 
-/** Temp dirs to remove however the bench ends (bench/lib/dnsmasq.ts kills its dnsmasq on exit by itself). */
+/** Temp dirs to remove however the bench ends (test/helpers/dnsmasq.ts kills its dnsmasq on exit by itself). */
 const onExit: (() => void)[] = [];
 process.once('exit', () => {
   for (const f of onExit) f();

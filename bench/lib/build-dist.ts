@@ -2,19 +2,20 @@
  * The engine as it ships: src compiled by tsc (tsconfig.build.json) into a
  * temp dir, so an in-process bench measures the JavaScript `serve` runs, not
  * tsx's on-the-fly transform (which wraps every inline function in a `__name`
- * call, a few per cent of a vet). The temp dir gets a package.json of its own
- * (`"type": "module"`) and a link to the project's node_modules, so the
- * compiled files import exactly what dist/ would; the project's dist/ is left
- * alone.
+ * call, a few per cent of a vet), and a bench that runs the CLI runs what
+ * ships without rebuilding the project's dist/ under anyone else's feet. The
+ * temp dir gets a copy of the project's package.json (`"type": "module"`, the
+ * version the CLI reports) and a link to its node_modules, so the compiled
+ * files import exactly what dist/ would.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 export interface Build {
-  /** The temp dir; `dist/` inside it mirrors `src/`. */
+  /** The temp dir; `dist/` inside it mirrors `src/`, so `dist/cli/main.js` is the CLI. */
   readonly dir: string;
   /** tsc's complaints, when it reported any (it still emits). */
   readonly problems: string;
@@ -25,7 +26,7 @@ export interface Build {
 
 export function buildDist(root: string): Build {
   const dir = mkdtempSync(join(tmpdir(), 'smtp-tarpit-build-'));
-  writeFileSync(join(dir, 'package.json'), '{ "type": "module" }\n');
+  copyFileSync(join(root, 'package.json'), join(dir, 'package.json'));
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'));
   const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(dir, 'dist'), '--sourceMap', 'false'], {
     encoding: 'utf8',

@@ -12,7 +12,11 @@
  * Address spaces are kept apart so every lookup's right answer is known:
  * entries of a space only ever cover that space, and the "clean" space
  * (100.0.0.0/8, 3fff::/16) is in no list.
+ *
+ * Addresses are src/core/ip.ts's `Ip` and are written with its `formatIp`,
+ * the text a socket would report and the engine keys on.
  */
+import { formatIp, type Ip, type IpFamily } from '../../src/core/ip.js';
 
 /** mulberry32: small, fast, good enough to scatter addresses. */
 export class Rng {
@@ -55,9 +59,8 @@ export const V6_PREFIXES = [128, 128, 64, 64, 64, 48, 56, 32, 40, 96, 112, 120, 
 const V6_EVERY = [false, false, false, true, false, false, true, false, false, true] as const;
 
 export interface GenEntry {
-  readonly family: 4 | 6;
-  /** The network, host bits cleared (4 or 16 bytes). */
-  readonly bytes: Uint8Array;
+  /** The network, host bits cleared. */
+  readonly ip: Ip;
   readonly prefix: number;
   /** As written in the list file: `a.b.c.d/p`, `x::/p`, or a bare address for a full-length prefix. */
   readonly text: string;
@@ -75,81 +78,59 @@ export function generateEntries(n: number, rng: Rng, space: Space): GenEntry[] {
   for (let i = 0; i < n; i++) {
     if (isV6(i)) {
       const prefix = V6_PREFIXES[v6++ % V6_PREFIXES.length] as number;
-      out.push(entry(6, clearHostBits(randomAddress(6, rng, space), prefix), prefix));
+      out.push(entry(clearHostBits(randomAddress('ipv6', rng, space), prefix), prefix));
     } else {
       const prefix = V4_PREFIXES[v4++ % V4_PREFIXES.length] as number;
-      out.push(entry(4, clearHostBits(randomAddress(4, rng, space), prefix), prefix));
+      out.push(entry(clearHostBits(randomAddress('ipv4', rng, space), prefix), prefix));
     }
   }
   return out;
 }
 
 /** A random address inside `e` (host bits random). */
-export function addressInside(e: GenEntry, rng: Rng): Uint8Array {
-  const bytes = randomBytes(e.bytes.length, rng);
+export function addressInside(e: GenEntry, rng: Rng): Ip {
+  const network = e.ip.bytes;
+  const bytes = randomBytes(network.length, rng);
   for (let bit = 0; bit < e.prefix; bit++) {
     const mask = 0x80 >> (bit & 7);
     const i = bit >> 3;
-    bytes[i] = ((bytes[i] ?? 0) & ~mask) | ((e.bytes[i] ?? 0) & mask);
+    bytes[i] = ((bytes[i] ?? 0) & ~mask) | ((network[i] ?? 0) & mask);
   }
-  return bytes;
+  return { family: e.ip.family, bytes };
 }
 
 /** A random address of `family` in `space`. */
-export function randomAddress(family: 4 | 6, rng: Rng, space: Space): Uint8Array {
-  const bytes = randomBytes(family === 4 ? 4 : 16, rng);
-  if (family === 4) {
+export function randomAddress(family: IpFamily, rng: Rng, space: Space): Ip {
+  const bytes = randomBytes(family === 'ipv4' ? 4 : 16, rng);
+  if (family === 'ipv4') {
     bytes[0] = rng.int(space.v4FirstOctet[0], space.v4FirstOctet[1]);
   } else {
     const group = rng.int(space.v6FirstGroup[0], space.v6FirstGroup[1]);
     bytes[0] = group >> 8;
     bytes[1] = group & 0xff;
   }
-  return bytes;
-}
-
-export function formatAddress(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).join('.');
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // RFC 5952: the longest run of two or more zero groups becomes "::", as a socket reports it.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart === -1) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return { family, bytes };
 }
 
 /** The group a rate limiter counts the address in (/24, /64), as a string key. */
-export function groupKey(bytes: Uint8Array): string {
-  return Array.from(bytes.subarray(0, bytes.length === 4 ? 3 : 8)).join('.');
+export function groupKey(ip: Ip): string {
+  return Array.from(ip.bytes.subarray(0, ip.family === 'ipv4' ? 3 : 8)).join('.');
 }
 
-function entry(family: 4 | 6, bytes: Uint8Array, prefix: number): GenEntry {
-  const full = family === 4 ? 32 : 128;
-  const address = formatAddress(bytes);
-  return { family, bytes, prefix, text: prefix === full ? address : `${address}/${prefix}` };
+function entry(ip: Ip, prefix: number): GenEntry {
+  const full = ip.family === 'ipv4' ? 32 : 128;
+  const address = formatIp(ip);
+  return { ip, prefix, text: prefix === full ? address : `${address}/${prefix}` };
 }
 
-function clearHostBits(bytes: Uint8Array, prefix: number): Uint8Array {
+/** `ip` itself, host bits past `prefix` cleared. */
+function clearHostBits(ip: Ip, prefix: number): Ip {
+  const { bytes } = ip;
   for (let bit = prefix; bit < bytes.length * 8; bit++) {
     const i = bit >> 3;
     bytes[i] = (bytes[i] ?? 0) & ~(0x80 >> (bit & 7));
   }
-  return bytes;
+  return ip;
 }
 
 function randomBytes(n: number, rng: Rng): Uint8Array {

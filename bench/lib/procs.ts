@@ -181,9 +181,9 @@ export interface ProxyProcess {
 }
 
 /**
- * The proxy as it ships: `node [flags] dist/cli/main.js serve --config <yaml>`
- * (built by the bench first), listening on `port`, which the configuration
- * names. Ready once it greets on that port.
+ * The proxy as it ships: `node [flags] <root>/dist/cli/main.js serve --config
+ * <yaml>` (`root` a build from bench/lib/build-dist.ts), listening on `port`,
+ * which the configuration names. Ready once it greets on that port.
  */
 export async function startProxy(root: string, configFile: string, port: number, nodeFlags: readonly string[] = []): Promise<ProxyProcess> {
   const child = track(

@@ -1,7 +1,8 @@
 /**
- * Small helpers the verdict bench prints with: medians and nearest-rank
- * percentiles, aligned tables, and a line about the machine (the machines are
- * shared and noisy, so every figure is printed with where it was taken).
+ * What the benches (relay.ts, verdict.ts) print with: medians and
+ * nearest-rank percentiles, aligned tables, the header naming the machine and
+ * the command (the machines are shared and noisy, so every figure is printed
+ * with where it was taken), and the ending: FLAGGED lines and a JSON line.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -68,4 +69,38 @@ export function machine(): Machine {
 export function cpuMicros(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
+}
+
+export interface RunInfo {
+  readonly bench: string;
+  readonly started: Date;
+  readonly machine: Machine;
+  /** How the bench was started, paths under the project shortened. */
+  readonly command: string;
+}
+
+/** Prints the report's first lines (which bench, when, on what, run how); finishReport puts the same in the JSON line. */
+export function printHeader(bench: string, root: string, note = ''): RunInfo {
+  const started = new Date();
+  const m = machine();
+  const command = `node ${process.execArgv.join(' ')} ${process.argv.slice(1).map((a) => a.replace(`${root}/`, '')).join(' ')}`.replace(/\s+/g, ' ');
+  console.log(`smtp-tarpit ${bench} bench — ${started.toISOString()}`);
+  console.log(`machine: ${m.nproc} cores, ${m.cpu}, node ${m.node}, loadavg at start ${m.loadavg}`);
+  console.log(`command: ${command} in ${root}${note}`);
+  return { bench, started, machine: m, command };
+}
+
+/**
+ * Ends a report: the first 20 FLAGGED lines (what went wrong or missed a
+ * target), then one JSON line for scripts: the header's facts, `figures`, and
+ * whether anything was flagged. Returns the exit status: 1 when anything was.
+ */
+export function finishReport(info: RunInfo, figures: Readonly<Record<string, unknown>>, flagged: readonly string[]): number {
+  if (flagged.length > 0) {
+    console.log(`\nFLAGGED (${flagged.length}):`);
+    for (const f of flagged.slice(0, 20)) console.log(`  - ${f}`);
+  }
+  const { bench, started, machine: m, command } = info;
+  console.log(`\n${JSON.stringify({ bench, date: started.toISOString(), machine: m, command, ...figures, ok: flagged.length === 0, flagged })}`);
+  return flagged.length === 0 ? 0 : 1;
 }

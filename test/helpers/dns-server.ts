@@ -1,22 +1,17 @@
 /**
- * A REAL DNS server for the DNS checks' tests: dnsmasq in the foreground on
- * 127.0.0.1 and a free port, serving the zone in `TEST_DNS` and nothing else
- * (no /etc/hosts, no upstream, no config file). The machine's own resolver is
- * not on loopback (NOTES.md), so no test may reach it: every other name is
- * REFUSED.
+ * A REAL DNS server for the DNS checks' tests: dnsmasq (test/helpers/dnsmasq.ts)
+ * on 127.0.0.1 and a free port, serving the zone in `TEST_DNS` and nothing
+ * else. The machine's own resolver is not on loopback (NOTES.md), so no test
+ * may reach it: every other name is REFUSED.
  *
  * `slow.test` and the reverse zone of 127.0.9.0/24 are forwarded to a UDP
  * socket that counts packets and never answers: lookups there time out.
  *
  * Gate tests with `requireTool(t, 'dnsmasq')` (Debian package dnsmasq).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { Resolver } from 'node:dns/promises';
-import net from 'node:net';
 import { after } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { findTool } from './require-tool.js';
+import { startDnsmasq } from './dnsmasq.js';
 
 /** What the test zone holds; tests name records through this, not through literals. */
 export const TEST_DNS = {
@@ -99,40 +94,23 @@ export async function startSilentServer(): Promise<SilentServer> {
 }
 
 export async function startDnsServer(): Promise<DnsServer> {
-  const binary = findTool('dnsmasq');
-  if (!binary) throw new Error('dnsmasq not installed (gate the test with requireTool)');
   const silent = await startSilentServer();
-  let lastError: Error | undefined;
-  // The free port is found by binding and releasing it, so another process may grab it first: retry.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort();
-    const child = spawn(binary, dnsmasqArgs(port, silent.port), { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    // A test process that dies without its after() hooks must not leave dnsmasq running.
-    const killOnExit = (): void => void child.kill('SIGKILL');
-    process.once('exit', killOnExit);
-    void exited.then(() => process.off('exit', killOnExit));
-    try {
-      await waitReady(port, exited);
-      return {
-        address: `127.0.0.1:${port}`,
-        port,
-        silent,
-        log: () => stderr,
-        stop: async () => {
-          await stopChild(child, exited);
-          await silent.stop();
-        },
-      };
-    } catch (err) {
-      await stopChild(child, exited);
-      lastError = new Error(`dnsmasq did not start: ${(err as Error).message}\n${stderr}`);
-    }
+  try {
+    const dnsmasq = await startDnsmasq({ lines: zoneLines(silent.port), logQueries: true });
+    return {
+      address: dnsmasq.address,
+      port: dnsmasq.port,
+      silent,
+      log: () => dnsmasq.log(),
+      stop: async () => {
+        await dnsmasq.stop();
+        await silent.stop();
+      },
+    };
+  } catch (err) {
+    await silent.stop();
+    throw err;
   }
-  await silent.stop();
-  throw lastError ?? new Error('dnsmasq did not start');
 }
 
 /**
@@ -147,100 +125,36 @@ export function sharedDnsServer(): { get(): Promise<DnsServer> } {
   return { get: () => (server ??= startDnsServer()) };
 }
 
-function dnsmasqArgs(port: number, silentPort: number): string[] {
+/** The test zone as dnsmasq.conf lines; `slow.test` and 127.0.9.0/24's reverse zone go to the silent server. */
+function zoneLines(silentPort: number): string[] {
   const z = TEST_DNS;
   const ttl = String(z.ttl);
-  const args = [
-    '--keep-in-foreground',
-    '--conf-file=/dev/null', // not /etc/dnsmasq.conf
-    '--no-resolv', // no upstream from /etc/resolv.conf
-    '--no-hosts',
-    '--no-poll',
-    `--port=${port}`,
-    '--listen-address=127.0.0.1',
-    '--bind-interfaces', // several tests' servers side by side, each on its own port
-    '--pid-file=', // none: nothing to clean up
-    '--log-facility=-', // stderr, for failure messages
-    '--log-queries',
+  return [
     // Answer only from the records below: NXDOMAIN for other names in these domains, REFUSED elsewhere.
-    '--local=/test/',
-    '--local=/127.in-addr.arpa/',
-    '--local=/ip6.arpa/',
-    `--host-record=ready.test,127.0.0.1`,
+    'local=/test/',
+    'local=/127.in-addr.arpa/',
+    'local=/ip6.arpa/',
     // DNSBL: RFC 5782 test point, an IPv6 nibble entry, a TTL-0 entry and an error-code answer.
-    `--host-record=2.0.0.127.${z.bl},127.0.0.2,${ttl}`,
-    `--host-record=${nibbles('2001:0db8:0000:0000:0000:0000:0000:0002')}.${z.bl},127.0.0.2,${ttl}`,
-    `--host-record=3.0.0.127.${z.bl},127.0.0.3`,
-    `--host-record=4.0.0.127.${z.bl},127.255.255.254,${ttl}`,
-    `--host-record=10.0.0.127.${z.wl},127.0.10.2,${ttl}`,
+    `host-record=2.0.0.127.${z.bl},127.0.0.2,${ttl}`,
+    `host-record=${nibbles('2001:0db8:0000:0000:0000:0000:0000:0002')}.${z.bl},127.0.0.2,${ttl}`,
+    `host-record=3.0.0.127.${z.bl},127.0.0.3`,
+    `host-record=4.0.0.127.${z.bl},127.255.255.254,${ttl}`,
+    `host-record=10.0.0.127.${z.wl},127.0.10.2,${ttl}`,
     // FCrDNS. host-record also makes the PTR of its first address of each family.
-    `--host-record=mx.good.test,127.0.1.1,2001:db8::25,${ttl}`,
-    '--ptr-record=2.1.0.127.in-addr.arpa,liar.test',
-    `--host-record=liar.test,127.0.1.99,${ttl}`,
-    '--ptr-record=4.1.0.127.in-addr.arpa,host.slow.test',
-    '--ptr-record=5.1.0.127.in-addr.arpa,liar.test',
-    '--ptr-record=5.1.0.127.in-addr.arpa,mx5.good.test',
-    `--host-record=mx5.good.test,127.0.1.5,${ttl}`,
+    `host-record=mx.good.test,127.0.1.1,2001:db8::25,${ttl}`,
+    'ptr-record=2.1.0.127.in-addr.arpa,liar.test',
+    `host-record=liar.test,127.0.1.99,${ttl}`,
+    'ptr-record=4.1.0.127.in-addr.arpa,host.slow.test',
+    'ptr-record=5.1.0.127.in-addr.arpa,liar.test',
+    'ptr-record=5.1.0.127.in-addr.arpa,mx5.good.test',
+    `host-record=mx5.good.test,127.0.1.5,${ttl}`,
     // Timeouts: forwarded to a socket that never answers.
-    `--server=/${z.slow}/127.0.0.1#${silentPort}`,
-    `--server=/9.0.127.in-addr.arpa/127.0.0.1#${silentPort}`,
+    `server=/${z.slow}/127.0.0.1#${silentPort}`,
+    `server=/9.0.127.in-addr.arpa/127.0.0.1#${silentPort}`,
   ];
-  // As root dnsmasq would switch to `nobody`; staying root is harmless for a loopback test server.
-  if (process.getuid?.() === 0) args.push('--user=root', '--group=root');
-  return args;
 }
 
 /** `2001:0db8:…:0002` (written out in full) → its 32 reversed nibbles. */
 function nibbles(full: string): string {
   return full.replaceAll(':', '').split('').reverse().join('.');
-}
-
-/** A port free for both UDP and TCP on 127.0.0.1 (dnsmasq serves both). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const tcp = net.createServer();
-    const port = await new Promise<number>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(0, '127.0.0.1', () => resolve((tcp.address() as net.AddressInfo).port));
-    });
-    const udp = dgram.createSocket('udp4');
-    const udpFree = await new Promise<boolean>((resolve) => {
-      udp.once('error', () => resolve(false));
-      udp.bind(port, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise<void>((resolve) => tcp.close(() => resolve()));
-    if (udpFree) {
-      await new Promise<void>((resolve) => udp.close(() => resolve()));
-      return port;
-    }
-    try {
-      udp.close();
-    } catch {
-      // a socket whose bind failed may already be closed
-    }
-  }
-}
-
-/** Polls until dnsmasq answers `ready.test`; fails fast if it exits (port taken, bad option). */
-async function waitReady(port: number, exited: Promise<number | null>): Promise<void> {
-  const resolver = new Resolver({ timeout: 200, tries: 1 });
-  resolver.setServers([`127.0.0.1:${port}`]);
-  let gone: number | null | undefined;
-  void exited.then((code) => (gone = code));
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline) {
-    if (gone !== undefined) throw new Error(`exited with code ${String(gone)}`);
-    try {
-      await resolver.resolve4('ready.test');
-      return;
-    } catch {
-      await sleep(20);
-    }
-  }
-  throw new Error('no answer within 5 s');
-}
-
-async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-  await exited;
 }

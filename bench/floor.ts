@@ -18,25 +18,34 @@
  * Environment: FLOOR_REPEATS (default 3), FLOOR_TARGETS (comma list),
  * FLOOR_MODES (per-connection,reuse), FLOOR_PROF=<dir>: afterwards, one
  * `node --cpu-prof` run per relaying target in 1 msg/connection mode, summarised
- * with bench/lib/floor-profile.ts.
+ * with bench/lib/floor-profile.ts (FLOOR_PROF_TARGETS narrows which).
+ * FLOOR_SECONDS: seconds each measured run should last (default 3).
+ * FLOOR_QUIET=<s>: before each run, wait up to <s> seconds for an idle machine.
+ * FLOOR_REF: the target paired ratios are computed against (default proxy).
+ * FLOOR_COMMIT: the commit the proxy is built from (default HEAD).
+ * FLOOR_VARIANTS=name=/dir,...: extra proxies, e.g. patched copies of a build,
+ * measured as targets `proxy@name` (each dir: dist/, package.json, node_modules).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { freePort, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProxyProcess } from './lib/procs.js';
-import { summarise } from './lib/floor-profile.js';
+import { summarise, type CpuProfile } from './lib/floor-profile.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SESSIONS = 20;
 const MESSAGE_BYTES = 1000;
-const TARGET_SECONDS = 3;
+const TARGET_SECONDS = Number(process.env.FLOOR_SECONDS ?? 3);
 const REPEATS = Number(process.env.FLOOR_REPEATS ?? 3);
 const ALL_TARGETS = ['direct', 'bare-listen', 'bare-handover', 'raw-relay', 'proxy'] as const;
-type Target = (typeof ALL_TARGETS)[number];
-const TARGETS = (process.env.FLOOR_TARGETS?.split(',') ?? ALL_TARGETS) as Target[];
+/** One of ALL_TARGETS, or `proxy@<name>` for a FLOOR_VARIANTS build. */
+type Target = string;
+/** FLOOR_VARIANTS=name=/dir,...: more proxies to measure, each a dir holding dist/cli/main.js, package.json and node_modules (e.g. a patched copy of a build). */
+const VARIANTS = new Map((process.env.FLOOR_VARIANTS?.split(',').filter(Boolean) ?? []).map((v) => v.split('=') as [string, string]));
+const TARGETS: Target[] = [...(process.env.FLOOR_TARGETS?.split(',') ?? ALL_TARGETS), ...[...VARIANTS.keys()].map((k) => `proxy@${k}`)];
 const MODES = (process.env.FLOOR_MODES?.split(',') ?? ['per-connection', 'reuse']) as Mode[];
 type Mode = 'per-connection' | 'reuse';
 const MODE_LABEL: Record<Mode, string> = { 'per-connection': '1 msg / connection', reuse: 'many / connection (-d)' };
@@ -103,13 +112,13 @@ function proxyConfig(sinkPort: number, listenPort: number): Record<string, unkno
   };
 }
 
-async function startRealProxy(build: string, dir: string, sinkPort: number, nodeFlags: string[] = []): Promise<Server & { proc: ProxyProcess }> {
+async function startRealProxy(build: string, dir: string, sinkPort: number, nodeFlags: string[] = [], target: Target = 'proxy'): Promise<Server & { proc: ProxyProcess }> {
   const port = await freePort();
   const file = join(dir, `proxy-${port}.yaml`);
   writeFileSync(file, stringify(proxyConfig(sinkPort, port)));
   const proc = await startProxy(build, file, port, nodeFlags);
   return {
-    target: 'proxy',
+    target,
     port,
     pid: proc.pid,
     relays: true,
@@ -122,13 +131,13 @@ async function startRealProxy(build: string, dir: string, sinkPort: number, node
 }
 
 /**
- * The proxy as it ships, compiled into `build` from the last commit (git
- * archive HEAD), not from the working tree or ROOT/dist: others may be
- * editing or rebuilding those while this runs.
+ * The proxy as it ships, compiled into `build` from a commit (FLOOR_COMMIT,
+ * default HEAD; git archive), not from the working tree or ROOT/dist: others
+ * may be editing or rebuilding those while this runs.
  */
 function buildProxy(build: string): string {
-  const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
-  execFileSync('sh', ['-c', `git -C "${ROOT}" archive HEAD src package.json tsconfig.json tsconfig.build.json | tar -x -C "${build}"`]);
+  const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', process.env.FLOOR_COMMIT ?? 'HEAD'], { encoding: 'utf8' }).trim();
+  execFileSync('sh', ['-c', `git -C "${ROOT}" archive ${commit} src package.json tsconfig.json tsconfig.build.json | tar -x -C "${build}"`]);
   symlinkSync(join(ROOT, 'node_modules'), join(build, 'node_modules'));
   execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(build, 'tsconfig.build.json')], { stdio: 'inherit' });
   return commit;
@@ -141,6 +150,11 @@ function sourceArgs(port: number, mode: Mode, messages: number): string[] {
 interface Run {
   target: Target;
   mode: Mode;
+  round: number;
+  /** Whole machine's CPU busy during the run, % of one core (200 = both cores of a 2-core machine). */
+  machinePct: number;
+  /** FLOOR_QUIET: whether the machine was idle when the run started. */
+  quiet: boolean;
   messages: number;
   seconds: number;
   rate: number;
@@ -150,13 +164,38 @@ interface Run {
   problem?: string;
 }
 
-async function measure(server: Server, sinkCount: () => Promise<number>, mode: Mode, messages: number): Promise<Run> {
+/** Jiffies busy and total over all cores, from /proc/stat. */
+function machineCpu(): { busy: number; total: number } {
+  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+}
+const CORES = readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d/.test(l)).length;
+
+/** FLOOR_QUIET=<s>: before a run, wait up to that long for the machine to be idle (under 15 % busy over 0.5 s). */
+async function waitQuiet(): Promise<boolean> {
+  const limit = Number(process.env.FLOOR_QUIET ?? 0) * 1000;
+  if (!limit) return false;
+  const deadline = Date.now() + limit;
+  while (Date.now() < deadline) {
+    const a = machineCpu();
+    await sleep(500);
+    const b = machineCpu();
+    if ((b.busy - a.busy) / (b.total - a.total) < 0.15) return true;
+  }
+  return false;
+}
+
+async function measure(server: Server, sinkCount: () => Promise<number>, mode: Mode, messages: number, round = 0): Promise<Run> {
+  const quiet = await waitQuiet();
   const before = server.relays || server.target === 'direct' ? await sinkCount() : 0;
+  const m0 = machineCpu();
   const c0 = server.pid !== undefined ? cpuOf(server.pid) : { user: NaN, sys: NaN };
   const run = await runSource(sourceArgs(server.port, mode, messages), 180_000);
   // A server's CPU for a session can trail the client's exit a little (QUIT, close).
   if (server.pid !== undefined) await sleep(100);
   const c1 = server.pid !== undefined ? cpuOf(server.pid) : { user: NaN, sys: NaN };
+  const m1 = machineCpu();
   const problems: string[] = [];
   if (run.rc !== 0) problems.push(`smtp-source exit ${run.rc}: ${run.stderr.slice(0, 300)}`);
   else if (run.stderr) problems.push(`smtp-source stderr: ${run.stderr.slice(0, 300)}`);
@@ -172,6 +211,9 @@ async function measure(server: Server, sinkCount: () => Promise<number>, mode: M
   return {
     target: server.target,
     mode,
+    round,
+    machinePct: ((m1.busy - m0.busy) / (m1.total - m0.total)) * CORES * 100,
+    quiet,
     messages,
     seconds,
     rate: messages / seconds,
@@ -205,19 +247,22 @@ async function main(): Promise<number> {
   mkdirSync(build);
   BUILD_DIR = build;
   const commit = buildProxy(build);
-  console.log(`proxy: built from commit ${commit} (git archive HEAD) into a temp dir`);
+  console.log(`proxy: built from commit ${commit} (git archive) into a temp dir`);
   const runs: Run[] = [];
   const problems: string[] = [];
   let profiles: string | undefined;
   try {
-    const sink = await startSink(ROOT, dir);
+    const sinkProc = await startSink(ROOT, dir);
+    const sink = { port: sinkProc.port, pid: sinkProc.pid, messages: () => sinkProc.messages() };
     const servers: Server[] = [];
     for (const t of TARGETS) {
-      if (t === 'direct') servers.push({ target: t, port: sink.port, pid: sink.pid, relays: false, stop: async () => undefined });
+      if (t === 'direct') servers.push({ target: t, port: sink.port, pid: sink.pid, relays: false, stop: () => Promise.resolve() });
       else if (t === 'bare-listen') servers.push(await startFloor(t, 'listen', 'none', sink.port));
       else if (t === 'bare-handover') servers.push(await startFloor(t, 'handover', 'none', sink.port));
       else if (t === 'raw-relay') servers.push(await startFloor(t, 'handover', 'raw', sink.port));
-      else servers.push(await startRealProxy(build, dir, sink.port));
+      else if (t === 'proxy') servers.push(await startRealProxy(build, dir, sink.port));
+      else if (t.startsWith('proxy@') && VARIANTS.has(t.slice(6))) servers.push(await startRealProxy(VARIANTS.get(t.slice(6)) as string, dir, sink.port, [], t));
+      else throw new Error(`unknown target ${t}`);
     }
     try {
       for (const mode of MODES) {
@@ -231,11 +276,11 @@ async function main(): Promise<number> {
         }
         for (let i = 0; i < REPEATS; i++) {
           for (const s of servers) {
-            const r = await measure(s, sink.messages, mode, counts.get(s.target) as number);
+            const r = await measure(s, sink.messages, mode, counts.get(s.target) as number, i);
             runs.push(r);
             if (!r.ok && r.problem) problems.push(r.problem);
             console.log(
-              `  ${MODE_LABEL[mode].padEnd(22)} rep ${i + 1} ${s.target.padEnd(13)} ${fmt(r.rate).padStart(6)} msg/s  ${String(r.messages).padStart(6)} msgs  ${r.seconds.toFixed(2)} s  CPU ${fmt(((r.userMs + r.sysMs) / r.messages) * 1000).padStart(4)} µs/msg (user ${fmt((r.userMs / r.messages) * 1000)}, sys ${fmt((r.sysMs / r.messages) * 1000)})  ${fmt(((r.userMs + r.sysMs) / (r.seconds * 1000)) * 100)} % of a core${r.ok ? '' : '  FLAGGED'}`,
+              `  ${MODE_LABEL[mode].padEnd(22)} rep ${i + 1} ${s.target.padEnd(13)} ${fmt(r.rate).padStart(6)} msg/s  ${String(r.messages).padStart(6)} msgs  ${r.seconds.toFixed(2)} s  CPU ${fmt(((r.userMs + r.sysMs) / r.messages) * 1000).padStart(4)} µs/msg (user ${fmt((r.userMs / r.messages) * 1000)}, sys ${fmt((r.sysMs / r.messages) * 1000)})  ${fmt(((r.userMs + r.sysMs) / (r.seconds * 1000)) * 100)} % of a core, machine ${fmt(r.machinePct)} %${r.ok ? '' : '  FLAGGED'}`,
             );
           }
         }
@@ -254,7 +299,7 @@ async function main(): Promise<number> {
   }
 
   console.log(`\nCPU per message of the server process (utime+stime from /proc, median of ${REPEATS}), 20 sessions, ${MESSAGE_BYTES}-byte messages`);
-  const rows: string[][] = [['mode', 'target', 'msg/s', 'CPU µs/msg', 'user µs', 'sys µs', '% of a core', 'runs ok']];
+  const rows: string[][] = [['mode', 'target', 'msg/s', 'CPU µs/msg', 'user µs', 'sys µs', '% of a core', 'machine %', 'runs ok']];
   const summary: Record<string, unknown>[] = [];
   for (const mode of MODES) {
     for (const t of TARGETS) {
@@ -269,16 +314,38 @@ async function main(): Promise<number> {
         userUs: median(rs.map((r) => per(r, r.userMs))),
         sysUs: median(rs.map((r) => per(r, r.sysMs))),
         corePct: median(rs.map((r) => ((r.userMs + r.sysMs) / (r.seconds * 1000)) * 100)),
+        machinePct: median(rs.map((r) => r.machinePct)),
         ok: rs.filter((r) => r.ok).length,
         n: rs.length,
         cpuUsRuns: rs.map((r) => Math.round(per(r, r.userMs + r.sysMs))),
       };
       summary.push(row);
-      rows.push([MODE_LABEL[mode], t, fmt(row.rate), fmt(row.cpuUs), fmt(row.userUs), fmt(row.sysUs), fmt(row.corePct), `${row.ok}/${row.n}`]);
+      rows.push([MODE_LABEL[mode], t, fmt(row.rate), fmt(row.cpuUs), fmt(row.userUs), fmt(row.sysUs), fmt(row.corePct), fmt(row.machinePct), `${row.ok}/${row.n}`]);
     }
   }
   console.log(table(rows));
-  console.log('(direct: CPU is the C sink\'s own; others: the Node process under test)');
+  console.log(`(direct: CPU is the C sink's own; others: the Node process under test; machine: all processes, % of one core, ${CORES} cores)`);
+  // Paired: each target's CPU/msg over the reference's in the same round, which cancels slow drifts in machine load.
+  const ref = process.env.FLOOR_REF ?? 'proxy';
+  if (TARGETS.includes(ref)) {
+    console.log(`\nCPU per message relative to ${ref} in the same round (median of ${REPEATS} paired ratios, [min–max])`);
+    const prow: string[][] = [['mode', 'target', `CPU/msg ÷ ${ref}`, 'range']];
+    for (const mode of MODES) {
+      for (const t of TARGETS) {
+        if (t === ref || t === 'direct') continue;
+        const ratios: number[] = [];
+        for (let i = 0; i < REPEATS; i++) {
+          const a = runs.find((r) => r.mode === mode && r.target === t && r.round === i);
+          const b = runs.find((r) => r.mode === mode && r.target === ref && r.round === i);
+          if (a && b) ratios.push((a.userMs + a.sysMs) / a.messages / ((b.userMs + b.sysMs) / b.messages));
+        }
+        if (!ratios.length) continue;
+        prow.push([MODE_LABEL[mode], t, fmt(median(ratios), 3), `${fmt(Math.min(...ratios), 2)}–${fmt(Math.max(...ratios), 2)}`]);
+        summary.push({ mode, target: t, pairedVs: ref, ratio: median(ratios), ratios });
+      }
+    }
+    console.log(table(prow));
+  }
   if (profiles) console.log(`\n${profiles}`);
   if (problems.length) console.log(`\nFLAGGED:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   console.log(`\n${JSON.stringify({ bench: 'floor', date: started.toISOString(), commit, sessions: SESSIONS, messageBytes: MESSAGE_BYTES, summary, runs, problems })}`);
@@ -286,16 +353,21 @@ async function main(): Promise<number> {
 }
 
 /** One `--cpu-prof` run per relaying target, 1 msg/connection; returns the summaries. */
-async function profile(profDir: string, build: string, dir: string, sink: { port: number; messages(): Promise<number> }): Promise<string> {
+async function profile(profDir: string, build: string, dir: string, sink: { port: number; messages: () => Promise<number> }): Promise<string> {
   const out: string[] = [];
-  const targets = TARGETS.filter((t) => t !== 'direct' && t !== 'bare-listen');
+  const only = process.env.FLOOR_PROF_TARGETS?.split(',');
+  const targets = TARGETS.filter((t) => t !== 'direct' && t !== 'bare-listen' && (!only || only.includes(t)));
   for (const t of targets) {
-    const tdir = join(profDir, t);
+    const tdir = join(profDir, t.replace('@', '-'));
     rmSync(tdir, { recursive: true, force: true });
     mkdirSync(tdir, { recursive: true });
     const flags = ['--cpu-prof', `--cpu-prof-dir=${tdir}`];
     const server =
-      t === 'proxy' ? await startRealProxy(build, dir, sink.port, flags) : await startFloor(t, 'handover', t === 'raw-relay' ? 'raw' : 'none', sink.port, flags);
+      t === 'proxy'
+        ? await startRealProxy(build, dir, sink.port, flags)
+        : t.startsWith('proxy@')
+          ? await startRealProxy(VARIANTS.get(t.slice(6)) as string, dir, sink.port, flags, t)
+          : await startFloor(t, 'handover', t === 'raw-relay' ? 'raw' : 'none', sink.port, flags);
     let msgs = 0;
     try {
       await measure(server, sink.messages, 'per-connection', 1000); // warm-up, in the profile too
@@ -306,12 +378,15 @@ async function profile(profDir: string, build: string, dir: string, sink: { port
     } finally {
       await server.stop();
     }
-    const file = readdirSync(tdir).find((f) => f.endsWith('.cpuprofile'));
+    // One file per thread (tsx's loader has its own); the main thread's is the largest.
+    const file = readdirSync(tdir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .sort((a, b) => statSync(join(tdir, b)).size - statSync(join(tdir, a)).size)[0];
     if (!file) {
       out.push(`${t}: no profile written`);
       continue;
     }
-    out.push(`── ${t}: ${join(tdir, file)} (${msgs + 1000} messages, 1 msg/connection, 20 sessions) ──\n${summarise(JSON.parse(readFileSync(join(tdir, file), 'utf8')), msgs + 1000)}`);
+    out.push(`── ${t}: ${join(tdir, file)} (${msgs + 1000} messages, 1 msg/connection, 20 sessions) ──\n${summarise(JSON.parse(readFileSync(join(tdir, file), 'utf8')) as CpuProfile, msgs + 1000)}`);
   }
   return out.join('\n\n');
 }

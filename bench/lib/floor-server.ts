@@ -180,7 +180,7 @@ const smtp = new SMTPServer({
   disableReverseLookup: true,
   logger: false,
   ...hooks,
-} as SMTPServerOptions);
+});
 smtp.on('error', () => undefined);
 
 let seq = 0;

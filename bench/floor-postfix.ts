@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { benchPolicies } from './lib/bench-policies.js';
 import { freePort, requireExecutable, runSource, sleep, startProxy, stopAll, type ProxyProcess } from './lib/procs.js';
 import { startPostfix } from '../test/helpers/postfix.js';
 
@@ -120,6 +121,7 @@ async function main(): Promise<number> {
         stringify({
           listen: `127.0.0.1:${port}`,
           hostname: 'tarpit.bench',
+          policies: benchPolicies(dir),
           backend: { address: `127.0.0.1:${postfix.port}`, poolSize: SESSIONS * 2 + 10, warm: SESSIONS },
           limits: { maxConnectionsPerClient: 1000 },
           smtp: { reverseLookup: false },

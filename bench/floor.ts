@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { benchPolicies } from './lib/bench-policies.js';
 import { freePort, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProxyProcess } from './lib/procs.js';
 import { summarise, type CpuProfile } from './lib/floor-profile.js';
 
@@ -99,11 +100,12 @@ async function startFloor(target: Target, front: string, relay: string, sinkPort
   };
 }
 
-function proxyConfig(sinkPort: number, listenPort: number): Record<string, unknown> {
+function proxyConfig(sinkPort: number, listenPort: number, dir: string): Record<string, unknown> {
   // bench/relay.ts proxyConfig, 20 sessions.
   return {
     listen: `127.0.0.1:${listenPort}`,
     hostname: 'tarpit.bench',
+    policies: benchPolicies(dir),
     backend: { address: `127.0.0.1:${sinkPort}`, poolSize: SESSIONS * 2 + 10, warm: SESSIONS },
     limits: { maxConnectionsPerClient: 1000 },
     smtp: { reverseLookup: false },
@@ -115,7 +117,7 @@ function proxyConfig(sinkPort: number, listenPort: number): Record<string, unkno
 async function startRealProxy(build: string, dir: string, sinkPort: number, nodeFlags: string[] = [], target: Target = 'proxy'): Promise<Server & { proc: ProxyProcess }> {
   const port = await freePort();
   const file = join(dir, `proxy-${port}.yaml`);
-  writeFileSync(file, stringify(proxyConfig(sinkPort, port)));
+  writeFileSync(file, stringify(proxyConfig(sinkPort, port, dir)));
   const proc = await startProxy(build, file, port, nodeFlags);
   return {
     target,

@@ -11,11 +11,12 @@
  * (bench/lib/build-dist.ts).
  * Environment: BENCH_CPU_PROF=<dir> runs the proxy under `node --cpu-prof`.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
+import { benchPolicies } from './lib/bench-policies.js';
 import { buildDist } from './lib/build-dist.js';
 import { freePort, killAllSync, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProcStats, type ProxyProcess } from './lib/procs.js';
 import { finishReport, fmt, median, percentile, printHeader, table } from './lib/report.js';
@@ -77,25 +78,6 @@ interface ProxyInstance {
   messages: number;
   cpuMsInRuns: number;
   end?: ProcStats;
-}
-
-/**
- * The shipped policy, changed only where the bench's clients would otherwise
- * not be relayed at all: first contact off (every bench client would be held
- * and told to retry), rDNS weights 0 (no DNS server here; lookups would time
- * out), and rate limits raised (every bench client is 127.0.0.1). Each session
- * still runs the list, rate and HELO checks before it is relayed.
- */
-function benchPolicies(dir: string): string {
-  const out = join(dir, 'policies');
-  mkdirSync(out, { recursive: true });
-  for (const f of ['allow.cidr', 'block.cidr']) copyFileSync(join(ROOT, 'policies', f), join(out, f));
-  const policy = parse(readFileSync(join(ROOT, 'policies', 'policy.yaml'), 'utf8')) as Record<string, Record<string, unknown>>;
-  policy.firstContact = { ...policy.firstContact, enabled: false };
-  policy.rdns = { missing: 0, unconfirmed: 0 };
-  policy.rate = { ...policy.rate, maxConcurrent: 100000, maxPerMinute: 10000000 };
-  writeFileSync(join(out, 'policy.yaml'), stringify(policy));
-  return out;
 }
 
 function proxyConfig(sinkPort: number, listenPort: number, sessions: number, policies: string): Record<string, unknown> {

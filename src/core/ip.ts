@@ -70,8 +70,8 @@ export function sameIp(a: Ip | string, b: Ip | string): boolean {
  * leftmost on a tie), IPv4-mapped with its dotted quad (§5).
  */
 export function formatIp(ip: Ip): string {
-  if (ip.family === 'ipv4') return ip.bytes.join('.');
-  if (isIpv4Mapped(ip)) return `::ffff:${ip.bytes.subarray(12).join('.')}`;
+  if (ip.family === 'ipv4') return dottedQuad(ip.bytes, 0);
+  if (isIpv4Mapped(ip)) return `::ffff:${dottedQuad(ip.bytes, 12)}`;
   const groups: number[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((ip.bytes[i] ?? 0) << 8) | (ip.bytes[i + 1] ?? 0));
   let bestStart = -1;
@@ -113,10 +113,34 @@ export function uintToIpv4(n: number): string {
   return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join('.');
 }
 
-/** Caller has checked `isIP() === 4`. */
-function ipv4Bytes(text: string): Uint8Array {
-  return Uint8Array.from(text.split('.'), Number);
+/** The four bytes from `at` as a dotted quad (a template, not TypedArray.join: it runs on every connection). */
+function dottedQuad(bytes: Uint8Array, at: number): string {
+  return `${bytes[at] ?? 0}.${bytes[at + 1] ?? 0}.${bytes[at + 2] ?? 0}.${bytes[at + 3] ?? 0}`;
 }
+
+/**
+ * Caller has checked that `text` is a dotted quad (`isIP() === 4`, or the tail
+ * of an address `isIP()` accepted as IPv6), so every character is a digit or a
+ * dot and every octet is at most 255. A digit loop, not split and Number: this
+ * runs for every connection and every A answer compared.
+ */
+function ipv4Bytes(text: string): Uint8Array {
+  const bytes = new Uint8Array(4);
+  let octet = 0;
+  let value = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === DOT) {
+      bytes[octet++] = value;
+      value = 0;
+    } else value = value * 10 + (c - ZERO);
+  }
+  bytes[octet] = value;
+  return bytes;
+}
+
+const DOT = 0x2e;
+const ZERO = 0x30;
 
 /**
  * Caller has checked `isIP() === 6` and removed any zone id. RFC 4291 §2.2:
@@ -124,25 +148,30 @@ function ipv4Bytes(text: string): Uint8Array {
  * two groups optionally written as a dotted quad.
  */
 function ipv6Bytes(text: string): Uint8Array {
-  let hex = text;
-  const lastColon = text.lastIndexOf(':');
-  const last = text.slice(lastColon + 1);
-  if (last.includes('.')) {
-    const [a = 0, b = 0, c = 0, d = 0] = ipv4Bytes(last);
-    hex = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const gap = hex.indexOf('::');
-  const head = gap === -1 ? hex : hex.slice(0, gap);
-  const tail = gap === -1 ? '' : hex.slice(gap + 2);
-  const headGroups = head === '' ? [] : head.split(':');
-  const tailGroups = tail === '' ? [] : tail.split(':');
   const bytes = new Uint8Array(16);
-  const put = (group: string, index: number): void => {
-    const n = parseInt(group, 16);
-    bytes[index * 2] = n >> 8;
-    bytes[index * 2 + 1] = n & 0xff;
-  };
-  headGroups.forEach((g, i) => put(g, i));
-  tailGroups.forEach((g, i) => put(g, 8 - tailGroups.length + i));
+  const gap = text.indexOf('::');
+  const head = gap === -1 ? text : text.slice(0, gap);
+  const tail = gap === -1 ? '' : text.slice(gap + 2);
+  let at = 0;
+  if (head !== '') for (const group of head.split(':')) at = putGroup(bytes, at, group);
+  if (tail !== '') {
+    const groups = tail.split(':');
+    // The tail ends at the last byte; a dotted quad is two groups' worth.
+    at = 16;
+    for (const group of groups) at -= group.includes('.') ? 4 : 2;
+    for (const group of groups) at = putGroup(bytes, at, group);
+  }
   return bytes;
+}
+
+/** Writes one hex group (2 bytes) or a trailing dotted quad (4 bytes) at `at`; returns the next offset. */
+function putGroup(bytes: Uint8Array, at: number, group: string): number {
+  if (group.includes('.')) {
+    bytes.set(ipv4Bytes(group), at);
+    return at + 4;
+  }
+  const n = parseInt(group, 16);
+  bytes[at] = n >> 8;
+  bytes[at + 1] = n & 0xff;
+  return at + 2;
 }

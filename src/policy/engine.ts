@@ -9,10 +9,11 @@
  * reload (DNS cache, allowlist cache, rate and harvest windows) lives in
  * `PolicyState`, shared by every engine the process builds.
  */
-import type { Evidence } from './evidence.js';
+import { parseIp, type Ip } from '../core/ip.js';
+import type { Evidence, Verdict } from './evidence.js';
 import { checkAllow, checkBlock } from './checks/lists.js';
-import { checkDnsZones, type ZoneLookup } from './checks/dns-zones.js';
-import { checkRdns } from './checks/rdns.js';
+import { checkDnsZones, type ZoneCheck, type ZoneLookup } from './checks/dns-zones.js';
+import { checkRdns, type RdnsCheck } from './checks/rdns.js';
 import { checkRate } from './checks/rate.js';
 import { checkHelo } from './checks/helo.js';
 import { checkHarvest } from './checks/harvest.js';
@@ -23,6 +24,8 @@ import type { Policy } from './spec.js';
 import type { AllowlistCache } from '../state/allowlist-cache.js';
 import { clientGroup } from '../state/client-group.js';
 import type { HarvestWindow } from '../state/harvest-window.js';
+import type { MaybePromise } from '../state/maybe-promise.js';
+import type { Tally } from '../metrics/tally-counter.js';
 import type { RateLimiter } from '../state/rate-limiter.js';
 
 /** What every engine shares and keeps across policy reloads. */
@@ -59,76 +62,74 @@ export class PolicyEngine {
     private readonly us: Identity,
   ) {}
 
-  /** The connect-stage checks for a new client; the session then carries the result. */
+  /**
+   * The connect-stage checks for a new client; the session then carries the
+   * result. The address is parsed once here and every check gets the parsed
+   * form. A check whose DNS answers are all cached answers at once, so a
+   * client we have seen the answers for is vetted without waiting on a
+   * promise per lookup; only lookups that go to the resolver are awaited.
+   */
   async vet(address: string, options: VetOptions): Promise<{ session: SessionPolicy; report: VetReport }> {
     const { policy, state } = this;
-    const allow = checkAllow(address, policy);
+    // Text that is not an IP address (a Unix socket peer) stays text: no list holds it, no DNS name is built for it.
+    const ip = parseIp(address);
+    const client = ip ?? address;
+    const allow = checkAllow(client, policy);
     if (allow) {
       const session = new SessionPolicy({ policy, address, trusted: true });
-      record('allow', [allow]);
+      record('allow', true);
       session.add(allow);
-      if (options.needName) session.clientName = (await checkRdns(address, policy.rdns, state.dns)).name;
-      verdictsTotal.inc({ verdict: session.verdict });
+      if (options.needName) session.clientName = (await this.#rdns(address, ip)).name;
+      verdictTallies[session.verdict].inc();
       return { session, report: { lookups: [], cached: false } };
     }
     const session = new SessionPolicy({ policy, address, trusted: false });
-    record('allow', []);
+    record('allow', false);
 
-    const group = clientGroup(address, policy.rate.group);
     if (options.count) {
-      const slot = state.rates.open(group);
+      const slot = state.rates.open(clientGroup(client, policy.rate.group));
       session.release = slot.release;
       const rate = checkRate(slot.snapshot, policy);
-      record('rate', rate ? [rate] : []);
+      record('rate', counts(rate));
       if (rate) session.add(rate);
     }
-    const block = checkBlock(address, policy);
-    record('block', block ? [block] : []);
+    const block = checkBlock(client, policy);
+    record('block', counts(block));
     if (block) session.add(block);
 
     // A client that passed before skips the costly checks and the hold (postscreen's PASS OLD).
-    const cached = state.allowlist.has(address);
-    const lookups: ZoneLookup[] = [];
+    const cached = state.allowlist.has(client);
+    let lookups: readonly ZoneLookup[] = [];
     if (cached) {
       session.add({ check: 'allowlist-cache', weight: 0, reason: 'passed a hold before (allowlist cache)', class: 'allowlisted' });
-      if (options.needName) session.clientName = (await checkRdns(address, policy.rdns, state.dns)).name;
+      if (options.needName) session.clientName = (await this.#rdns(address, ip)).name;
     } else {
-      const [bl, wl, rdns] = await Promise.all([
-        checkDnsZones(address, policy.dnsbl, 'dnsbl', state.dns),
-        checkDnsZones(address, policy.dnswl, 'dnswl', state.dns),
-        options.needName || policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 ? checkRdns(address, policy.rdns, state.dns) : undefined,
-      ]);
-      for (const zones of [bl, wl]) {
-        lookups.push(...zones.lookups);
-        for (const l of zones.lookups) checksTotal.inc({ check: zones.kind, result: l.result === 'listed' ? 'hit' : l.result === 'not-listed' ? 'miss' : 'error' });
-        session.add(zones.evidence);
-      }
-      if (rdns) {
-        record('rdns', rdns.evidence);
-        session.add(rdns.evidence);
-        session.clientName = rdns.name;
-      }
-      // Nobody vouched for this client: hold it before it may deliver (DESIGN §2, first contact).
-      const vouched = wl.evidence.some((e) => e.weight < 0);
-      session.firstContact = policy.firstContact.enabled && !vouched;
-      if (session.firstContact) session.add({ check: 'first-contact', weight: 0, reason: 'not seen before: held before it may deliver', class: 'first-contact' });
+      const bl = checkDnsZones(client, policy.dnsbl, 'dnsbl', state.dns);
+      const wl = checkDnsZones(client, policy.dnswl, 'dnswl', state.dns);
+      const rdns = options.needName || policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 ? this.#rdns(address, ip) : undefined;
+      if (bl instanceof Promise || wl instanceof Promise || rdns instanceof Promise) lookups = addDnsEvidence(session, ...(await Promise.all([bl, wl, rdns])));
+      else lookups = addDnsEvidence(session, bl, wl, rdns);
     }
-    verdictsTotal.inc({ verdict: session.held && session.verdict === 'pass' ? 'tarpit' : session.verdict });
+    verdictTallies[session.held && session.verdict === 'pass' ? 'tarpit' : session.verdict].inc();
     return { session, report: { lookups, cached } };
+  }
+
+  #rdns(address: string, ip: Ip | undefined): MaybePromise<RdnsCheck> {
+    return checkRdns(address, this.policy.rdns, this.state.dns, ip);
   }
 
   /** HELO/EHLO name, checked once per session at the first stage that knows it. */
   helo(session: SessionPolicy, name: string | undefined): boolean {
     if (session.trusted || name === undefined || name === '' || !session.once('helo')) return false;
     const evidence = checkHelo(name, session.address, this.us, session.policy.helo);
-    record('helo', evidence);
+    record('helo', evidence.some(counts));
     return escalate(session, evidence);
   }
 
   /** Protocol evidence observed by the front door or the hold (pregreet, pipelining, bare LF, non-SMTP). */
   observe(session: SessionPolicy, evidence: Evidence | undefined): boolean {
     if (!evidence || !session.once(evidence.check)) return false;
-    record(evidence.check, [evidence]);
+    record(evidence.check, counts(evidence));
     return escalate(session, evidence);
   }
 
@@ -139,7 +140,7 @@ export class PolicyEngine {
     const inWindow = this.state.harvest.add(group);
     const evidence = checkHarvest(rejectedInSession, inWindow, session.policy);
     if (!evidence || !session.once('harvest')) return false;
-    record('harvest', [evidence]);
+    record('harvest', counts(evidence));
     return escalate(session, evidence);
   }
 
@@ -156,6 +157,55 @@ function escalate(session: SessionPolicy, evidence: Evidence | readonly Evidence
   return escalated;
 }
 
-function record(check: string, evidence: readonly Evidence[]): void {
-  checksTotal.inc({ check, result: evidence.some((e) => e.weight !== 0 || e.class === 'allowlisted') ? 'hit' : 'miss' });
+/**
+ * What the DNS checks found, added to a client nobody has vouched for yet;
+ * returns the zones' lookups for the report. Same order of evidence whether
+ * the answers came from the cache or the resolver.
+ */
+function addDnsEvidence(session: SessionPolicy, bl: ZoneCheck, wl: ZoneCheck, rdns: RdnsCheck | undefined): ZoneLookup[] {
+  const lookups = [...bl.lookups, ...wl.lookups];
+  for (const zones of [bl, wl]) {
+    for (const l of zones.lookups) checkTally(zones.kind, l.result === 'listed' ? 'hit' : l.result === 'not-listed' ? 'miss' : 'error').inc();
+    session.add(zones.evidence);
+  }
+  if (rdns) {
+    record('rdns', rdns.evidence.some(counts));
+    session.add(rdns.evidence);
+    session.clientName = rdns.name;
+  }
+  // Nobody vouched for this client: hold it before it may deliver (DESIGN §2, first contact).
+  const vouched = wl.evidence.some((e) => e.weight < 0);
+  session.firstContact = session.policy.firstContact.enabled && !vouched;
+  if (session.firstContact) session.add({ check: 'first-contact', weight: 0, reason: 'not seen before: held before it may deliver', class: 'first-contact' });
+  return lookups;
 }
+
+/** Whether evidence counts as a hit in smtp_tarpit_checks_total: it weighs something, or it vouches for the client. */
+function counts(evidence: Evidence | undefined): boolean {
+  return evidence !== undefined && (evidence.weight !== 0 || evidence.class === 'allowlisted');
+}
+
+function record(check: string, hit: boolean): void {
+  checkTally(check, hit ? 'hit' : 'miss').inc();
+}
+
+type CheckResult = 'hit' | 'miss' | 'error';
+
+/** Per check name (a closed set: the checks in this engine and the protocol observations), bound on first use. */
+const checkTallies = new Map<string, Record<CheckResult, Tally>>();
+
+function checkTally(check: string, result: CheckResult): Tally {
+  let tallies = checkTallies.get(check);
+  if (tallies === undefined) {
+    tallies = { hit: checksTotal.tally({ check, result: 'hit' }), miss: checksTotal.tally({ check, result: 'miss' }), error: checksTotal.tally({ check, result: 'error' }) };
+    checkTallies.set(check, tallies);
+  }
+  return tallies[result];
+}
+
+const verdictTallies: Readonly<Record<Verdict, Tally>> = {
+  pass: verdictsTotal.tally({ verdict: 'pass' }),
+  tarpit: verdictsTotal.tally({ verdict: 'tarpit' }),
+  reject: verdictsTotal.tally({ verdict: 'reject' }),
+  drop: verdictsTotal.tally({ verdict: 'drop' }),
+};

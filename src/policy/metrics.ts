@@ -4,15 +4,16 @@
  */
 import { Counter } from 'prom-client';
 import { registry } from '../metrics/registry.js';
+import { TallyCounter } from '../metrics/tally-counter.js';
 
-export const checksTotal = new Counter({
+export const checksTotal = new TallyCounter({
   name: 'smtp_tarpit_checks_total',
   help: 'Policy checks run, by check and result: hit (gave evidence), miss (nothing found), error (lookup failed or timed out, so no evidence).',
   labelNames: ['check', 'result'] as const,
   registers: [registry],
 });
 
-export const verdictsTotal = new Counter({
+export const verdictsTotal = new TallyCounter({
   name: 'smtp_tarpit_verdicts_total',
   help: 'First verdicts given to new client sessions after the connect-stage checks (a first contact held before it may deliver counts as tarpit).',
   labelNames: ['verdict'] as const,

@@ -7,11 +7,12 @@
  */
 import { LRUCache } from 'lru-cache';
 
+import type { Ip } from '../core/ip.js';
 import { addressKey } from './client-group.js';
+import type { MaybePromise } from './maybe-promise.js';
 import { allowlistCacheEntries, allowlistCacheHit, allowlistCacheMiss, stateEvictionsTotal } from './metrics.js';
 
-/** A value or a promise of one (see AllowlistStore). */
-export type MaybePromise<T> = T | Promise<T>;
+export type { MaybePromise } from './maybe-promise.js';
 
 export interface AllowlistEntry {
   /** Why the client was allowlisted ("sat out the first-contact hold"). */
@@ -31,8 +32,8 @@ export interface AllowlistEntry {
  * `AllowlistCache` gets plain values from the narrower signatures.
  */
 export interface AllowlistStore {
-  /** Whether `address` passed before and has not expired; counts a hit or a miss. */
-  has(address: string): MaybePromise<boolean>;
+  /** Whether `address` (text, or already parsed) passed before and has not expired; counts a hit or a miss. */
+  has(address: string | Ip): MaybePromise<boolean>;
   /** Remembers `address` for the TTL (an existing entry starts its TTL again). */
   add(address: string, reason: string): MaybePromise<void>;
   /** For a policy reload: new TTL (seconds) and size, existing entries kept. */
@@ -64,7 +65,7 @@ export class AllowlistCache implements AllowlistStore {
     allowlistCacheEntries.set(0);
   }
 
-  has(address: string): boolean {
+  has(address: string | Ip): boolean {
     const hit = this.#cache.get(addressKey(address)) !== undefined;
     (hit ? allowlistCacheHit : allowlistCacheMiss).inc();
     return hit;

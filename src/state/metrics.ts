@@ -1,20 +1,21 @@
 /**
  * Metrics of the in-memory state stores, on the one registry (DESIGN §6).
- * Children with fixed labels are bound once here, so a lookup on the hot path
- * costs an increment, not a label-hash.
+ * Counts with fixed labels are tallies bound once here (src/metrics/tally-counter.ts), so
+ * a lookup on the hot path costs an addition, not a label-hash.
  */
 import { Counter, Gauge } from 'prom-client';
 
 import { registry } from '../metrics/registry.js';
+import { TallyCounter } from '../metrics/tally-counter.js';
 
-export const allowlistCacheTotal = new Counter({
+export const allowlistCacheTotal = new TallyCounter({
   name: 'smtp_tarpit_allowlist_cache_total',
   help: 'Allowlist cache lookups by result (hit: the client passed before and skips the hold and the costly checks; miss).',
   labelNames: ['result'] as const,
   registers: [registry],
 });
-export const allowlistCacheHit = allowlistCacheTotal.labels('hit');
-export const allowlistCacheMiss = allowlistCacheTotal.labels('miss');
+export const allowlistCacheHit = allowlistCacheTotal.tally({ result: 'hit' });
+export const allowlistCacheMiss = allowlistCacheTotal.tally({ result: 'miss' });
 
 export const allowlistCacheEntries = new Gauge({
   name: 'smtp_tarpit_allowlist_cache_entries',

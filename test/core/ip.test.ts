@@ -124,3 +124,59 @@ describe('IPv4 and unsigned 32-bit numbers', () => {
     assert.equal(bytesToUint(ip('::ffff:10.0.0.1').bytes), 0x0a000001);
   });
 });
+
+describe('parseIp agrees with the bytes, however an address is spelt', () => {
+  /** A small seeded generator (mulberry32), so a failure names a reproducible case. */
+  function rng(seed: number): () => number {
+    let s = seed >>> 0;
+    return () => {
+      let t = (s = (s + 0x6d2b79f5) >>> 0);
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  /** One of the spellings RFC 4291 §2.2 allows: zero runs as `::`, leading zeros, upper case, a dotted tail. */
+  function spell(bytes: Uint8Array, next: () => number): string {
+    const groups = Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] ?? 0) << 8) | (bytes[2 * i + 1] ?? 0));
+    let parts = groups.map((g) => {
+      const hex = g.toString(16);
+      const padded = next() < 0.3 ? hex.padStart(4, '0') : hex;
+      return next() < 0.3 ? padded.toUpperCase() : padded;
+    });
+    if (next() < 0.3) parts = [...parts.slice(0, 6), Array.from(bytes.subarray(12)).join('.')];
+    // Collapse one run of zero groups (never inside the dotted tail).
+    const zero = (p: string): boolean => /^0+$/.test(p);
+    const starts = parts.map((p, i) => (zero(p) ? i : -1)).filter((i) => i >= 0 && i < 6 + (parts.length === 8 ? 2 : 0));
+    if (starts.length > 0 && next() < 0.7) {
+      const start = starts[Math.floor(next() * starts.length)] ?? 0;
+      let end = start;
+      while (end + 1 < parts.length && zero(parts[end + 1] ?? '') && next() < 0.8) end++;
+      return `${parts.slice(0, start).join(':')}::${parts.slice(end + 1).join(':')}`;
+    }
+    return parts.join(':');
+  }
+
+  test('2,000 random IPv6 addresses, sparse in zeros, each spelt at random', () => {
+    const next = rng(20261123);
+    for (let n = 0; n < 2000; n++) {
+      const bytes = Uint8Array.from({ length: 16 }, () => (next() < 0.5 ? 0 : Math.floor(next() * 256)));
+      if (bytes[10] === 0xff && bytes[11] === 0xff) bytes[11] = 0; // not IPv4-mapped: that folds (tested above)
+      const text = spell(bytes, next);
+      assert.deepEqual(parseIp(text), { family: 'ipv6', bytes }, text);
+      assert.equal(formatIp(ip(text)), formatIp({ family: 'ipv6', bytes }), text);
+    }
+  });
+
+  test('IPv4: every octet value in every position', () => {
+    for (let v = 0; v < 256; v++) {
+      for (let at = 0; at < 4; at++) {
+        const bytes = Uint8Array.from([1, 2, 3, 4]);
+        bytes[at] = v;
+        assert.deepEqual(parseIp(bytes.join('.')), { family: 'ipv4', bytes });
+        assert.deepEqual(parseIp(`::ffff:${bytes.join('.')}`), { family: 'ipv4', bytes }, 'mapped, dotted');
+      }
+    }
+  });
+});

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { parseIp } from '../../src/core/ip.js';
 import { registry } from '../../src/metrics/registry.js';
 import { AllowlistCache, type AllowlistStore } from '../../src/state/allowlist-cache.js';
 
@@ -25,8 +26,10 @@ describe('AllowlistCache', () => {
     assert.equal(cache.has('::ffff:192.0.2.1'), true);
     assert.equal(cache.has('::FFFF:c000:201'), true);
     assert.equal(cache.has('192.0.2.2'), false, 'exact address, not the network');
+    assert.equal(cache.has(parseIp('::ffff:192.0.2.1') ?? '-'), true, 'an address the caller parsed');
     cache.add('2001:DB8:0:0::25', 'x');
     assert.equal(cache.has('2001:db8::25'), true);
+    assert.equal(cache.has(parseIp('2001:db8:0::25') ?? '-'), true);
     assert.equal(cache.size, 2);
     assert.deepEqual(cache.peek('192.0.2.1'), { reason: 'sat out the first-contact hold', since: 1_000_000 });
   });

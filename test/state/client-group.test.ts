@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { parseIp } from '../../src/core/ip.js';
 import { addressKey, clientGroup } from '../../src/state/client-group.js';
 
 const DEFAULT = { ipv4: 24, ipv6: 64 };
@@ -37,6 +38,8 @@ describe('clientGroup', () => {
   for (const [address, group, expected] of cases) {
     test(`${address || '(empty)'} /${group.ipv4},/${group.ipv6} -> ${expected}`, () => {
       assert.equal(clientGroup(address, group), expected);
+      const parsed = parseIp(address);
+      if (parsed) assert.equal(clientGroup(parsed, group), expected, 'the same group from the parsed address');
     });
   }
 });
@@ -53,6 +56,10 @@ describe('addressKey', () => {
     ['', ''],
   ];
   for (const [input, expected] of cases) {
-    test(`${input || '(empty)'} -> ${expected || '(empty)'}`, () => assert.equal(addressKey(input), expected));
+    test(`${input || '(empty)'} -> ${expected || '(empty)'}`, () => {
+      assert.equal(addressKey(input), expected);
+      const parsed = parseIp(input);
+      if (parsed) assert.equal(addressKey(parsed), expected, 'the same key from the parsed address');
+    });
   }
 });

@@ -9,7 +9,7 @@
 import { Resolver } from 'node:dns/promises';
 import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
-import { parseIp } from '../../core/ip.js';
+import { parseIp, type Ip } from '../../core/ip.js';
 import { dnsCacheTotal, dnsLookupSeconds } from './metrics.js';
 import { ptrQueryName } from './query-name.js';
 
@@ -104,8 +104,8 @@ export class DnsClient {
   }
 
   /** PTR names of an address (IPv4-mapped IPv6 asked as IPv4), trailing dots as the server sent them. */
-  reverse(address: string, options: LookupOptions): Promise<NameResult> {
-    const ip = parseIp(address);
+  reverse(address: string | Ip, options: LookupOptions): Promise<NameResult> {
+    const ip = typeof address === 'string' ? parseIp(address) : address;
     if (!ip) return Promise.resolve({ kind: 'error', reason: 'other', code: 'EBADNAME' });
     const name = ptrQueryName(ip);
     return this.lookup<NameResult>('PTR', name, options, async (r) => {
@@ -114,15 +114,39 @@ export class DnsClient {
     });
   }
 
-  private async lookup<R extends DnsResult>(type: string, name: string, options: LookupOptions, query: (r: Resolver) => Promise<R>): Promise<R> {
-    const key = `${type} ${name.toLowerCase()}`;
+  /**
+   * The cached answer `resolve4(name)` would give at once, or undefined when it
+   * would have to ask the resolver. A hit is counted and refreshes the entry
+   * exactly as a lookup does; a miss counts nothing (the lookup that follows
+   * counts it). Checks try this first, so a client whose answers are all
+   * cached is vetted without a promise per lookup.
+   */
+  peek4(name: string): AddressResult | undefined {
+    return this.cached<AddressResult>('A', name);
+  }
+
+  /** As peek4, for `resolve6`. */
+  peek6(name: string): AddressResult | undefined {
+    return this.cached<AddressResult>('AAAA', name);
+  }
+
+  /** As peek4, for `reverse`. */
+  peekReverse(ip: Ip): NameResult | undefined {
+    return this.cached<NameResult>('PTR', ptrQueryName(ip));
+  }
+
+  private cached<R extends DnsResult>(type: string, name: string): R | undefined {
     // The key starts with the record type and only run<R>() for that type stores under it, so what is stored is an R.
-    const cached = this.cache.get(key) as R | undefined;
-    if (cached) {
-      dnsCacheTotal.inc({ result: 'hit' });
-      return cached;
-    }
-    dnsCacheTotal.inc({ result: 'miss' });
+    const cached = this.cache.get(cacheKey(type, name)) as R | undefined;
+    if (cached) cacheHits.inc();
+    return cached;
+  }
+
+  private async lookup<R extends DnsResult>(type: string, name: string, options: LookupOptions, query: (r: Resolver) => Promise<R>): Promise<R> {
+    const cached = this.cached<R>(type, name);
+    if (cached) return cached;
+    cacheMisses.inc();
+    const key = cacheKey(type, name);
     const timeout = options.timeout ?? this.defaultTimeout;
     const started = performance.now();
     let running = this.inflight.get(key) as Promise<R> | undefined;
@@ -174,6 +198,14 @@ export class DnsClient {
     }
     return resolver;
   }
+}
+
+/** Bound once: a cache hit is counted on every warm lookup. */
+const cacheHits = dnsCacheTotal.tally({ result: 'hit' });
+const cacheMisses = dnsCacheTotal.tally({ result: 'miss' });
+
+function cacheKey(type: string, name: string): string {
+  return `${type} ${name.toLowerCase()}`;
 }
 
 const TIMED_OUT: DnsError = { kind: 'error', reason: 'timeout', code: 'ETIMEOUT' };

@@ -7,8 +7,10 @@
  * not tell — so the backend's reject_unknown_client_hostname keeps its meaning.
  */
 import { isIP } from 'node:net';
-import type { DnsClient } from './dns-client.js';
-import { formatIp, parseIp, sameIp } from '../../core/ip.js';
+import type { AddressResult, DnsClient, NameResult } from './dns-client.js';
+import { withoutTrailingDot } from './query-name.js';
+import { parseIp, sameIp, type Ip } from '../../core/ip.js';
+import { when, whenAll, type MaybePromise } from '../../state/maybe-promise.js';
 
 export const NAME_UNAVAILABLE = '[UNAVAILABLE]';
 export const NAME_TEMPUNAVAIL = '[TEMPUNAVAIL]';
@@ -37,17 +39,29 @@ export interface Fcrdns {
   readonly ptr: readonly string[];
 }
 
-export async function forwardConfirm(address: string, dns: DnsClient): Promise<Fcrdns> {
-  const ip = parseIp(address);
+/**
+ * The client's FCrDNS outcome. Answers already in the DNS cache are used at
+ * once: when the PTR and every forward answer are cached the outcome comes
+ * back synchronously; otherwise a promise once the missing ones are in.
+ */
+export function forwardConfirm(address: string | Ip, dns: DnsClient): MaybePromise<Fcrdns> {
+  // Parsing folds ::ffff:192.0.2.1 to 192.0.2.1: its PTR is asked, and the A record of 192.0.2.1 confirms it.
+  const ip = typeof address === 'string' ? parseIp(address) : address;
   if (!ip) return { status: 'missing', name: NAME_UNAVAILABLE, ptr: [] };
-  const client = formatIp(ip); // ::ffff:192.0.2.1 is confirmed by the A record of 192.0.2.1
-  const reverse = await dns.reverse(client, { zone: ZONE });
+  return when(dns.peekReverse(ip) ?? dns.reverse(ip, { zone: ZONE }), (reverse) => confirm(ip, reverse, dns));
+}
+
+function confirm(ip: Ip, reverse: NameResult, dns: DnsClient): MaybePromise<Fcrdns> {
   if (reverse.kind === 'error') return { status: 'tempfail', name: NAME_TEMPUNAVAIL, ptr: [] };
   if (reverse.kind === 'nxdomain') return { status: 'missing', name: NAME_UNAVAILABLE, ptr: [] };
 
-  const ptr = reverse.names.map((n) => n.replace(/\.$/, ''));
+  const ptr = reverse.names.map(withoutTrailingDot);
   const candidates = ptr.filter(isHostname).slice(0, MAX_PTR_NAMES);
-  const forward = await Promise.all(candidates.map((name) => (ip.family === 'ipv4' ? dns.resolve4(name, { zone: ZONE }) : dns.resolve6(name, { zone: ZONE }))));
+  const forward = candidates.map((name) => (ip.family === 'ipv4' ? (dns.peek4(name) ?? dns.resolve4(name, { zone: ZONE })) : (dns.peek6(name) ?? dns.resolve6(name, { zone: ZONE }))));
+  return whenAll(forward, (answers) => decide(ip, ptr, candidates, answers));
+}
+
+function decide(ip: Ip, ptr: readonly string[], candidates: readonly string[], forward: readonly AddressResult[]): Fcrdns {
   // PTR order decides among several confirmed names, as the first one is what a resolver library hands Postfix.
   const confirmed = candidates.find((_, i) => {
     const f = forward[i];

@@ -4,8 +4,9 @@
  * closed, admin-written set, never the name asked (which holds the client's
  * address).
  */
-import { Counter, Histogram } from 'prom-client';
+import { Histogram } from 'prom-client';
 import { registry } from '../../metrics/registry.js';
+import { TallyCounter } from '../../metrics/tally-counter.js';
 
 export const dnsLookupSeconds = new Histogram({
   name: 'smtp_tarpit_dns_lookup_seconds',
@@ -15,7 +16,7 @@ export const dnsLookupSeconds = new Histogram({
   registers: [registry],
 });
 
-export const dnsCacheTotal = new Counter({
+export const dnsCacheTotal = new TallyCounter({
   name: 'smtp_tarpit_dns_cache_total',
   help: 'DNS lookups by whether the answer cache had them (hit) or they went to the resolver (miss).',
   labelNames: ['result'] as const,

@@ -146,6 +146,26 @@ test('a second check within the TTL is answered from the cache', async (t) => {
   assert.equal(await cacheHits(), hits + 1);
 });
 
+test('with every zone cached the check answers synchronously, the same as from the resolver; one zone missing makes it wait', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const other = zone(TEST_DNS.bl, 2, ['127.255.255.254']);
+  for (const address of [listed.ipv4, listed.ipv6, listed.errorCode, TEST_DNS.clean]) {
+    const cold = checkDnsZones(address, [BL, other], 'dnsbl', dns);
+    assert.ok(cold instanceof Promise, `${address}: nothing cached yet`);
+    const expected = await cold;
+    const warm = checkDnsZones(address, [BL, other], 'dnsbl', dns);
+    assert.ok(!(warm instanceof Promise), `${address}: all cached`);
+    assert.deepEqual(warm, expected, address);
+  }
+  const fresh = await client(t);
+  if (!fresh) return;
+  await checkDnsZones(listed.errorCode, [BL], 'dnsbl', fresh);
+  const partly = checkDnsZones(listed.errorCode, [BL, zone(TEST_DNS.wl, -1)], 'dnsbl', fresh);
+  assert.ok(partly instanceof Promise, 'one zone cached, one not');
+  assert.deepEqual((await partly).lookups.map((l) => [l.zone, l.result]), [['bl.test', 'not-listed'], ['wl.test', 'not-listed']]);
+});
+
 test('no zones, or an address that is not an IP, asks nothing', async (t) => {
   const dns = new DnsClient({ servers: ['127.0.0.1:9'], timeout: 0.1 });
   assert.deepEqual(await checkDnsZones(listed.ipv4, [], 'dnsbl', dns), { kind: 'dnsbl', evidence: [], lookups: [] });

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseIp } from '../../../src/core/ip.js';
 import { checkRdns } from '../../../src/policy/checks/rdns.js';
 import { DnsClient } from '../../../src/policy/dns/dns-client.js';
 import { NAME_TEMPUNAVAIL, NAME_UNAVAILABLE } from '../../../src/policy/dns/fcrdns.js';
@@ -80,4 +81,30 @@ test('an unreachable resolver gives [TEMPUNAVAIL], never evidence against the cl
   const result = await checkRdns(rdns.missing, WEIGHTS, dns);
   assert.deepEqual(result.evidence, []);
   assert.equal(result.name, NAME_TEMPUNAVAIL);
+});
+
+test('with the PTR and forward answers cached the check answers synchronously, the same as from the resolver', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const addresses = [rdns.confirmed.address, `::ffff:${rdns.confirmed.address}`, rdns.confirmed.ipv6, rdns.unconfirmed.address, rdns.missing, rdns.several.address];
+  for (const address of addresses) {
+    const cold = checkRdns(address, WEIGHTS, dns);
+    const expected = await cold;
+    const warm = checkRdns(address, WEIGHTS, dns);
+    assert.ok(!(warm instanceof Promise), `${address}: every answer cached`);
+    assert.deepEqual(warm, expected, address);
+  }
+  const fresh = await client(t);
+  if (!fresh) return;
+  const pending = checkRdns(rdns.confirmed.address, WEIGHTS, fresh);
+  assert.ok(pending instanceof Promise, 'nothing cached: it waits');
+  assert.equal((await pending).status, 'confirmed');
+});
+
+test('an address the caller parsed already is used as parsed; the evidence names the address as given', async (t) => {
+  const dns = await client(t);
+  if (!dns) return;
+  const given = `::ffff:${rdns.missing}`;
+  const result = await checkRdns(given, WEIGHTS, dns, parseIp(given));
+  assert.deepEqual(result.evidence, [{ check: 'rdns', weight: 2, reason: `no reverse DNS (PTR) for ${given}`, class: 'rdns' }]);
 });

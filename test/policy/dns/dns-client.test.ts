@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { parseIp } from '../../../src/core/ip.js';
 import { DnsClient, type DnsClientOptions } from '../../../src/policy/dns/dns-client.js';
 import { dnsCacheTotal, dnsLookupSeconds } from '../../../src/policy/dns/metrics.js';
 import { sharedDnsServer, startSilentServer, TEST_DNS } from '../../helpers/dns-server.js';
@@ -101,6 +102,35 @@ test('an answer is served from the cache until its TTL runs out', async (t) => {
   assert.deepEqual(await dns.resolve4(name, { zone: 'cache-zone' }), first);
   assert.equal(await cacheCount('miss'), misses + 1, 'expired after the TTL: asked again');
   assert.equal(await lookupCount('cache-zone', 'answer'), lookups + 1);
+});
+
+test('peek4, peek6 and peekReverse answer from the cache only: a miss asks nothing and counts nothing', async (t) => {
+  const clock = fakeClock();
+  const dns = await client(t, { now: clock.now });
+  if (!dns) return;
+  const { confirmed } = TEST_DNS.rdns;
+  const ip = parseIp(confirmed.address);
+  assert.ok(ip);
+  const name = `2.0.0.127.${BL}`;
+  const [hits, misses, lookups] = [await cacheCount('hit'), await cacheCount('miss'), await lookupCount('peek-zone', 'answer')];
+  assert.equal(dns.peek4(name), undefined);
+  assert.equal(dns.peek6(confirmed.name), undefined);
+  assert.equal(dns.peekReverse(ip), undefined);
+  assert.deepEqual([await cacheCount('hit'), await cacheCount('miss'), await lookupCount('peek-zone', 'answer')], [hits, misses, lookups], 'a peek that misses counts nothing');
+
+  const a = await dns.resolve4(name, { zone: 'peek-zone' });
+  const aaaa = await dns.resolve6(confirmed.name, { zone: 'peek-zone' });
+  const ptr = await dns.reverse(`::ffff:${confirmed.address}`, { zone: 'peek-zone' });
+  assert.equal(await cacheCount('miss'), misses + 3);
+  assert.deepEqual(dns.peek4(name.toUpperCase()), a, 'the answer resolve4 cached, whatever the case of the name');
+  assert.deepEqual(dns.peek6(confirmed.name), aaaa);
+  assert.deepEqual(dns.peekReverse(ip), ptr, 'the PTR of the folded address');
+  assert.equal(dns.peek4(confirmed.name), undefined, 'an AAAA answer is not an A answer');
+  assert.equal(await cacheCount('hit'), hits + 3, 'each peek that hits counts as a lookup answered from the cache');
+  assert.equal(await cacheCount('miss'), misses + 3);
+
+  clock.advance(TEST_DNS.ttl + 1);
+  assert.equal(dns.peek4(name), undefined, 'expired with its TTL, as a lookup would find it');
 });
 
 test('a TTL of 0 is not cached', async (t) => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { parseIp } from '../../../src/core/ip.js';
 import { CidrListError, compileCidrList, parseCidrListText } from '../../../src/policy/lists/cidr-list.js';
 
 function thrown(fn: () => unknown): CidrListError {
@@ -134,6 +135,27 @@ describe('compileCidrList', () => {
 
     const err = thrown(() => compileCidrList([{ value: '10.0.0.0/8', line: 12 }, { value: '', line: 14 }], 'smtp-tarpit.yaml'));
     assert.equal(err.message, 'smtp-tarpit.yaml:14: empty entry');
+  });
+
+  test('an address the caller parsed gives the entry its text gives, the lowest line first', () => {
+    const list = parseCidrListText(['2001:db8:0:8::/61', '2001:db8::/32', '2001:db8::fe/127', '10.1.2.0/23', '10.0.0.0/8', '10.1.3.4', '::ffff:10.9.0.0/112'].join('\n'), 'p.cidr');
+    const cases: [string, number | undefined][] = [
+      ['2001:db8:0:f::1', 1],
+      ['2001:db8:0:10::1', 2],
+      ['2001:db8::ff', 2],
+      ['2001:db9::1', undefined],
+      ['10.1.3.4', 4],
+      ['::ffff:10.1.3.4', 4],
+      ['10.200.0.1', 5],
+      ['11.0.0.1', undefined],
+    ];
+    for (const [address, line] of cases) {
+      const parsed = parseIp(address);
+      assert.ok(parsed, address);
+      assert.equal(list.match(address)?.line, line, `${address} as text`);
+      assert.equal(list.match(parsed)?.line, line, `${address} parsed`);
+      assert.equal(list.has(parsed), line !== undefined, `${address} parsed, has()`);
+    }
   });
 
   test('returns a frozen list', () => {

@@ -12,21 +12,27 @@
  * - one TimerQueue entry at a time per session (the reply's deadline, the
  *   client's idle deadline, or the close grace), the session itself as target;
  * - socket listeners are shared functions that find the session through a
- *   symbol on the socket, not closures per session or per wait;
+ *   symbol on the socket, not closures per session or per wait (hold-socket.ts);
  * - while a reply is held the socket is read only until the first chunk (to
  *   notice talking out of turn), then paused, so what a bot keeps sending
  *   stays in the kernel;
- * - nothing grows with hold time: counters, two fixed arrays of stage times,
- *   and bounded line, byte and recipient limits.
+ * - nothing grows with hold time: counters, the stage clocks' fixed array
+ *   (hold-clock.ts), and bounded line, byte and recipient limits.
+ *
+ * What each command gets and changes is hold-commands.ts's; this module
+ * holds, writes and ends.
  *
  * Every reply is written by `send` after `respond` held it: the one place
  * issue 4's per-reply delays and stutter go.
  */
 import type { Socket } from 'node:net';
-import { ERRORS } from '../core/errors.js';
-import { splitEnhanced, toWire, type Reply } from '../core/reply.js';
+import { toWire, type Reply } from '../core/reply.js';
 import { STAGES, type Stage } from '../core/stage.js';
+import { classifyCommandLine } from '../policy/checks/protocol.js';
 import type { TarpitProfile } from '../policy/spec.js';
+import { HoldDialogue, R, endReply, hostReply, type Effect } from './hold-commands.js';
+import { STAGE_INDEX, StageClock, stageDelay } from './hold-clock.js';
+import { attach, detach, endSocket, kData, kFinish, kHangup, type SocketSink } from './hold-socket.js';
 import { LineReader, type LineResult } from './line-reader.js';
 import { holdTimers, type TimerHandle, type TimerQueue, type TimerTarget } from './timer-queue.js';
 import {
@@ -40,8 +46,9 @@ import {
   type HoldOutcome,
   type HoldSummary,
   type LineClass,
-  type StageSeconds,
 } from './types.js';
+
+export { endReply } from './hold-commands.js';
 
 export interface HoldOptions {
   /** Our name in the banner and the EHLO reply. */
@@ -53,7 +60,7 @@ export interface HoldOptions {
   readonly limits?: Partial<HoldLimits>;
   /** Default: the process-wide `holdTimers`. */
   readonly timers?: TimerQueue;
-  /** Is the session's first command line SMTP at all? Default: `classifyLine`. */
+  /** Is the session's first command line SMTP at all? Default: `classifyCommandLine` from the protocol checks. */
   readonly classify?: (line: string) => LineClass;
   /** Bytes the caller already took off the socket (and did not unshift): they arrived before any banner, so they are a pregreet. */
   readonly preread?: Buffer;
@@ -61,24 +68,6 @@ export interface HoldOptions {
   readonly sizeLimit?: number;
   /** An observer threw; the session answers 451 4.3.0 and closes. Wire this to the trap's counter and log. */
   readonly onError?: (err: unknown) => void;
-}
-
-/** Verbs a real SMTP client may open with (RFC 5321 and common extensions); anything else first is `nonSmtp`. */
-export const SMTP_VERBS: ReadonlySet<string> = new Set([
-  'HELO', 'EHLO', 'MAIL', 'RCPT', 'DATA', 'RSET', 'NOOP', 'QUIT', 'VRFY', 'EXPN', 'HELP',
-  'STARTTLS', 'AUTH', 'BDAT', 'ETRN', 'TURN', 'ATRN', 'XCLIENT', 'XFORWARD',
-]);
-
-/** Default `classify`: the first word must be an SMTP verb (`GET / HTTP/1.1` is not). */
-export function classifyLine(line: string): LineClass {
-  return SMTP_VERBS.has(verbOf(line)) ? 'smtp' : 'nonSmtp';
-}
-
-/** The reply a survivor gets when no observer answers `onSurvived`: what the profile's end says. */
-export function endReply(profile: TarpitProfile): Reply {
-  if (profile.end.kind === 'allowlist') return { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, try again later' };
-  const { enhanced, text } = splitEnhanced(profile.end.text);
-  return { code: profile.end.code, enhanced, text };
 }
 
 export function hold(socket: Socket, options: HoldOptions): HoldSession {
@@ -91,91 +80,9 @@ const CLOSING = 2; // last reply written, socket ending
 const CLOSED = 3; // 'close' seen, summary delivered
 type Phase = typeof WAIT | typeof TURN | typeof CLOSING | typeof CLOSED;
 
-/** What a held reply does once written with a 2xx code. */
-type Effect = 'banner' | 'helo' | 'mail' | 'rcpt' | 'rset' | undefined;
-
-interface Plan {
-  readonly verb: string;
-  readonly arg: string;
-  readonly reply: Reply | 'end';
-  /** Whose delay the reply waits: undefined answers at once. */
-  readonly stage?: Stage;
-  readonly effect?: Effect;
-  /** A protocol error: counts towards maxErrors. */
-  readonly error?: boolean;
-  readonly quit?: boolean;
-  readonly data?: boolean;
-}
-
-const STAGE_INDEX = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>;
-const MAX_PATH = 256; // RFC 5321 §4.5.3.1.3
-const MAX_DOMAIN = 255; // RFC 5321 §4.5.3.1.2
 const DEFAULT_SIZE = 10 * 1024 * 1024;
-const ADDRESS = String.raw`\s*(?:<([^<>]*)>|([^\s<>]+))(?:\s+(.*))?$`;
-const MAIL_RE = new RegExp(`^FROM:${ADDRESS}`, 'i');
-const RCPT_RE = new RegExp(`^TO:${ADDRESS}`, 'i');
-const SIZE_RE = /(?:^|\s)SIZE=(\d+)/i;
-const NOT_IMPLEMENTED = new Set(['EXPN', 'STARTTLS', 'AUTH', 'BDAT', 'ETRN', 'TURN', 'ATRN', 'XCLIENT', 'XFORWARD']);
 
-const R = {
-  ok: { code: 250, enhanced: '2.0.0', text: 'Ok' },
-  mailOk: { code: 250, enhanced: '2.1.0', text: 'Ok' },
-  rcptOk: { code: 250, enhanced: '2.1.5', text: 'Ok' },
-  bye: { code: 221, enhanced: '2.0.0', text: 'Bye' },
-  vrfy: { code: 252, enhanced: '2.0.0', text: 'Cannot VRFY user, but will accept message and attempt delivery' },
-  help: { code: 214, enhanced: '2.0.0', text: 'See RFC 5321' },
-  unknown: { code: 500, enhanced: '5.5.2', text: 'Error: command not recognized' },
-  tooLong: { code: 500, enhanced: '5.5.2', text: 'Error: line too long' },
-  notImplemented: { code: 502, enhanced: '5.5.1', text: 'Error: command not implemented' },
-  heloFirst: { code: 503, enhanced: '5.5.1', text: 'Error: send HELO/EHLO first' },
-  nestedMail: { code: 503, enhanced: '5.5.1', text: 'Error: nested MAIL command' },
-  needMail: { code: 503, enhanced: '5.5.1', text: 'Error: need MAIL command' },
-  needRcpt: { code: 503, enhanced: '5.5.1', text: 'Error: need RCPT command' },
-  noRcpt: { code: 554, enhanced: '5.5.1', text: 'Error: no valid recipients' },
-  tooMany: { code: 452, enhanced: '4.5.3', text: 'Error: too many recipients' },
-  tooBig: { code: 552, enhanced: '5.3.4', text: 'Message size exceeds fixed limit' },
-  syntaxHelo: { code: 501, enhanced: '5.5.4', text: 'Syntax: EHLO hostname' },
-  syntaxMail: { code: 501, enhanced: '5.5.4', text: 'Syntax: MAIL FROM:<address>' },
-  syntaxRcpt: { code: 501, enhanced: '5.5.4', text: 'Syntax: RCPT TO:<address>' },
-  syntaxData: { code: 501, enhanced: '5.5.4', text: 'Syntax: DATA' },
-  badSender: { code: 501, enhanced: '5.1.7', text: 'Bad sender address syntax' },
-  badRecipient: { code: 501, enhanced: '5.1.3', text: 'Bad recipient address syntax' },
-  internal: { code: ERRORS.TARPIT_ERR_INTERNAL.code, enhanced: ERRORS.TARPIT_ERR_INTERNAL.enhanced, text: ERRORS.TARPIT_ERR_INTERNAL.text },
-} as const satisfies Record<string, Reply>;
-
-type HeldSocket = Socket & { [kSession]?: HoldSession };
-const kSession = Symbol('holdSession');
-const kData = Symbol('data');
-const kHangup = Symbol('hangup');
-const kFinish = Symbol('finish');
-
-// Listeners shared by every held socket (`this` is the socket): no closures per session.
-function onSocketData(this: HeldSocket, chunk: Buffer): void {
-  this[kSession]?.[kData](chunk);
-}
-
-function onSocketEnd(this: HeldSocket): void {
-  this[kSession]?.[kHangup](undefined);
-}
-
-function onSocketError(this: HeldSocket, err: Error): void {
-  this[kSession]?.[kHangup](err);
-}
-
-function onSocketClose(this: HeldSocket): void {
-  this[kSession]?.[kFinish]();
-}
-
-function verbOf(line: string): string {
-  const sp = line.indexOf(' ');
-  return (sp === -1 ? line : line.slice(0, sp)).toUpperCase();
-}
-
-function destroyOnFinish(this: Socket): void {
-  this.destroy();
-}
-
-export class HoldSession implements HoldControl, TimerTarget {
+export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private phase: Phase = WAIT;
   private currentStage: Stage = 'connect';
   private furthest = 0;
@@ -185,9 +92,10 @@ export class HoldSession implements HoldControl, TimerTarget {
   private readonly limits: HoldLimits;
   private readonly timers: TimerQueue;
   private readonly classify: (line: string) => LineClass;
-  private readonly sizeLimit: number;
   private readonly onError: ((err: unknown) => void) | undefined;
   private readonly reader: LineReader;
+  private readonly dialogue: HoldDialogue;
+  private readonly clock = new StageClock();
   private timer: TimerHandle | undefined;
 
   // The reply being held and what it does once written.
@@ -195,8 +103,6 @@ export class HoldSession implements HoldControl, TimerTarget {
   private pendingEffect: Effect;
   private pendingClose: HoldOutcome | undefined;
   private waitStage: Stage = 'connect';
-  /** Start (performance.now ms) of the current wait or turn, for the stage clocks. */
-  private mark: number;
   /** Out-of-turn bytes already reported in this wait. */
   private talked = false;
   private draining = false;
@@ -204,21 +110,11 @@ export class HoldSession implements HoldControl, TimerTarget {
   private outcome: HoldOutcome | undefined;
   private hangupStage: Stage | undefined;
   private socketError: string | undefined;
-  private readonly started: number;
-  /** Milliseconds per stage: held at [i], client at [STAGES.length + i]. A plain array: smaller than a typed one this size. */
-  private readonly times: number[] = new Array<number>(STAGES.length * 2).fill(0);
   private commands = 0;
   private errors = 0;
   private bytesRead = 0;
   private firstLine = true;
   private bareLfSeen = false;
-  private greeted = false;
-  private inTransaction = false;
-  private accepted = 0;
-  private helo: string | undefined;
-  private mailFrom: string | undefined;
-  private rcpts: string[] | undefined;
-  private rcptCount = 0;
   private readonly events: Record<HoldEventKind, number> = { pregreet: 0, pipelining: 0, bareLf: 0, nonSmtp: 0 };
 
   constructor(
@@ -230,24 +126,13 @@ export class HoldSession implements HoldControl, TimerTarget {
     this.hostname = options.hostname;
     this.limits = options.limits ? { ...DEFAULT_HOLD_LIMITS, ...options.limits } : DEFAULT_HOLD_LIMITS;
     this.timers = options.timers ?? holdTimers;
-    this.classify = options.classify ?? classifyLine;
-    this.sizeLimit = options.sizeLimit ?? DEFAULT_SIZE;
+    this.classify = options.classify ?? classifyDefault;
     this.onError = options.onError;
     this.reader = new LineReader(this.limits.maxLineLength);
-    this.started = this.mark = performance.now();
+    this.dialogue = new HoldDialogue(this.hostname, options.sizeLimit ?? DEFAULT_SIZE, this.limits.maxRecipients);
 
-    const held = socket as HeldSocket;
-    held[kSession] = this;
-    // Explicitly paused, so adding the 'data' listener does not start the flow.
-    socket.pause();
-    // Stays attached after the session ends: a late reset must never be an unhandled 'error'.
-    socket.on('error', onSocketError);
-    socket.on('data', onSocketData);
-    socket.on('end', onSocketEnd);
-    socket.on('close', onSocketClose);
-    if (socket.closed) {
-      // Gone before we started: 'close' will not come again.
-      process.nextTick(onSocketClose.bind(held));
+    if (!attach(socket, this)) {
+      // Gone before we started.
       this.phase = CLOSING;
       this.outcome = 'hangup';
       this.hangupStage = 'connect';
@@ -258,7 +143,7 @@ export class HoldSession implements HoldControl, TimerTarget {
         this.bytesRead += options.preread.length;
         this.reader.push(options.preread);
       }
-      this.respond('connect', this.currentProfile.delays.banner, { code: 220, text: `${this.hostname} ESMTP` }, 'banner', undefined);
+      this.respond('connect', this.currentProfile.delays.banner, hostReply.banner(this.hostname), 'banner', undefined);
     } catch (err) {
       this.fail(err);
     }
@@ -289,14 +174,14 @@ export class HoldSession implements HoldControl, TimerTarget {
     this.timer = undefined;
     try {
       if (this.phase === WAIT) this.deliver();
-      else if (this.phase === TURN) this.closeWith({ code: 421, enhanced: '4.4.2', text: `${this.hostname} Error: timeout exceeded` }, 'idle');
+      else if (this.phase === TURN) this.closeWith(hostReply.timeout(this.hostname), 'idle');
       else if (this.phase === CLOSING) this.socket.destroy();
     } catch (err) {
       this.fail(err);
     }
   }
 
-  // --- entry points of the shared socket listeners (onSocketData and co.): symbol-named so only this module reaches them ---
+  // --- entry points of the shared socket listeners (hold-socket.ts) ---
 
   [kData](chunk: Buffer): void {
     try {
@@ -320,7 +205,7 @@ export class HoldSession implements HoldControl, TimerTarget {
     if (this.phase >= CLOSING) return;
     this.bytesRead += chunk.length;
     if (this.bytesRead > this.limits.maxBytes) {
-      this.closeWith({ code: 421, enhanced: '4.7.0', text: `${this.hostname} Error: too much input` }, 'abuse');
+      this.closeWith(hostReply.tooMuchInput(this.hostname), 'abuse');
       return;
     }
     this.reader.push(chunk);
@@ -377,8 +262,8 @@ export class HoldSession implements HoldControl, TimerTarget {
     if (this.phase !== TURN) return;
     if (decision === 'drop') return this.drop();
 
-    const plan = this.plan(text);
-    this.record(plan);
+    const plan = this.dialogue.plan(text);
+    this.dialogue.record(plan);
     if (decision === undefined || decision === 'continue') {
       decision = this.checked(this.observer?.onCommand?.({ verb: plan.verb, arg: plan.arg, stage: this.currentStage, reply: plan.reply }, this));
       if (this.phase !== TURN) return;
@@ -398,7 +283,7 @@ export class HoldSession implements HoldControl, TimerTarget {
     if (plan.data === true) this.enter('data');
     if (plan.quit === true) this.enter('quit');
     const stage = plan.stage ?? this.currentStage;
-    this.respond(stage, immediate || plan.stage === undefined ? 0 : this.delayFor(stage), reply, plan.effect, close);
+    this.respond(stage, immediate || plan.stage === undefined ? 0 : stageDelay(this.currentProfile, stage), reply, plan.effect, close);
   }
 
   /** A protocol error the observer is not asked about (too-long line). */
@@ -409,78 +294,8 @@ export class HoldSession implements HoldControl, TimerTarget {
   /** Counts a protocol error; past maxErrors the session ends with 421 (true). */
   private tooManyErrors(): boolean {
     if (++this.errors <= this.limits.maxErrors) return false;
-    this.closeWith({ code: 421, enhanced: '4.7.0', text: `${this.hostname} Error: too many errors` }, 'errors');
+    this.closeWith(hostReply.tooManyErrors(this.hostname), 'errors');
     return true;
-  }
-
-  /** The hold's own answer to a command line, from the session's state. */
-  private plan(text: string): Plan {
-    const verb = verbOf(text);
-    const arg = text.slice(verb.length).trim();
-    switch (verb) {
-      case 'EHLO':
-      case 'HELO': {
-        if (arg === '') return { verb, arg, reply: R.syntaxHelo, stage: 'helo', error: true };
-        const reply: Reply =
-          verb === 'EHLO'
-            ? // No PIPELINING (a client that pipelines anyway shows itself), no STARTTLS, no AUTH: we take no mail here.
-              { code: 250, text: `${this.hostname}\nSIZE ${this.sizeLimit}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8` }
-            : { code: 250, text: this.hostname };
-        return { verb, arg, reply, stage: 'helo', effect: 'helo' };
-      }
-      case 'MAIL': {
-        if (!this.greeted) return { verb, arg, reply: R.heloFirst, stage: 'mail', error: true };
-        if (this.inTransaction) return { verb, arg, reply: R.nestedMail, stage: 'mail', error: true };
-        const m = MAIL_RE.exec(arg);
-        if (!m) return { verb, arg, reply: R.syntaxMail, stage: 'mail', error: true };
-        if ((m[1] ?? m[2] ?? '').length > MAX_PATH) return { verb, arg, reply: R.badSender, stage: 'mail', error: true };
-        const size = SIZE_RE.exec(m[3] ?? '');
-        if (size && Number(size[1]) > this.sizeLimit) return { verb, arg, reply: R.tooBig, stage: 'mail' };
-        return { verb, arg, reply: R.mailOk, stage: 'mail', effect: 'mail' };
-      }
-      case 'RCPT': {
-        if (!this.inTransaction) return { verb, arg, reply: R.needMail, stage: 'rcpt', error: true };
-        const m = RCPT_RE.exec(arg);
-        const address = m?.[1] ?? m?.[2] ?? '';
-        if (address === '') return { verb, arg, reply: R.syntaxRcpt, stage: 'rcpt', error: true };
-        if (address.length > MAX_PATH) return { verb, arg, reply: R.badRecipient, stage: 'rcpt', error: true };
-        if (this.accepted >= this.limits.maxRecipients) return { verb, arg, reply: R.tooMany, stage: 'rcpt' };
-        return { verb, arg, reply: R.rcptOk, stage: 'rcpt', effect: 'rcpt' };
-      }
-      case 'DATA':
-        if (arg !== '') return { verb, arg, reply: R.syntaxData, stage: 'data', error: true };
-        if (!this.inTransaction) return { verb, arg, reply: R.needMail, stage: 'data', error: true };
-        if (this.accepted === 0) return { verb, arg, reply: R.noRcpt, stage: 'data' };
-        return { verb, arg, reply: 'end', stage: 'data', data: true };
-      case 'RSET':
-        return { verb, arg, reply: R.ok, effect: 'rset' };
-      case 'NOOP':
-        return { verb, arg, reply: R.ok };
-      case 'QUIT':
-        return { verb, arg, reply: R.bye, quit: true };
-      case 'VRFY':
-        return { verb, arg, reply: R.vrfy };
-      case 'HELP':
-        return { verb, arg, reply: R.help };
-      default:
-        if (NOT_IMPLEMENTED.has(verb)) return { verb, arg, reply: R.notImplemented, error: true };
-        return { verb, arg, reply: R.unknown, error: true };
-    }
-  }
-
-  /** What the summary keeps of a command, whatever its reply: names and addresses, bounded. */
-  private record(plan: Plan): void {
-    if (plan.verb === 'EHLO' || plan.verb === 'HELO') {
-      if (plan.arg !== '') this.helo = plan.arg.split(/\s/, 1)[0]!.slice(0, MAX_DOMAIN);
-    } else if (plan.verb === 'MAIL') {
-      const m = MAIL_RE.exec(plan.arg);
-      if (m) this.mailFrom = (m[1] ?? m[2] ?? '').slice(0, MAX_PATH);
-    } else if (plan.verb === 'RCPT') {
-      this.rcptCount++;
-      const m = RCPT_RE.exec(plan.arg);
-      const list = (this.rcpts ??= []);
-      if (m && list.length < this.limits.maxRecipients) list.push((m[1] ?? m[2] ?? '').slice(0, MAX_PATH));
-    }
   }
 
   // --- replies ---
@@ -493,7 +308,7 @@ export class HoldSession implements HoldControl, TimerTarget {
     this.cancelTimer();
     this.phase = WAIT;
     this.waitStage = stage;
-    this.mark = performance.now();
+    this.clock.restart();
     this.talked = false;
     this.pending = reply;
     this.pendingEffect = effect;
@@ -532,42 +347,16 @@ export class HoldSession implements HoldControl, TimerTarget {
     }
     this.send(pending);
     if (this.phase !== WAIT) return;
-    if (pending.code >= 200 && pending.code < 300) this.apply(this.pendingEffect);
-    this.turn();
-  }
-
-  /** State changes a command makes once its 2xx reply is out. */
-  private apply(effect: Effect): void {
-    switch (effect) {
-      case 'banner':
-        this.enter('helo');
-        break;
-      case 'helo':
-        this.greeted = true;
-        this.inTransaction = false;
-        this.accepted = 0;
-        this.enter('mail');
-        break;
-      case 'mail':
-        this.inTransaction = true;
-        this.enter('rcpt');
-        break;
-      case 'rcpt':
-        this.accepted++;
-        break;
-      case 'rset':
-        this.inTransaction = false;
-        this.accepted = 0;
-        if (this.greeted) this.enter('mail');
-        break;
-      case undefined:
-        break;
+    if (pending.code >= 200 && pending.code < 300) {
+      const next = this.dialogue.apply(this.pendingEffect);
+      if (next !== undefined) this.enter(next);
     }
+    this.turn();
   }
 
   private turn(): void {
     this.phase = TURN;
-    this.mark = performance.now();
+    this.clock.restart();
     this.timer = this.timers.schedule(this, this.limits.idleTimeout * 1000);
     this.drain();
   }
@@ -617,7 +406,7 @@ export class HoldSession implements HoldControl, TimerTarget {
   }
 
   private dropReply(): Reply {
-    return { code: 421, enhanced: '4.7.0', text: `${this.hostname} Service not available, closing transmission channel` };
+    return hostReply.drop(this.hostname);
   }
 
   // --- ending ---
@@ -633,11 +422,7 @@ export class HoldSession implements HoldControl, TimerTarget {
     this.phase = CLOSING;
     const socket = this.socket;
     if (socket.destroyed) return;
-    // Read and discard what the client still sends, so the close is a FIN the
-    // client reads after our reply, not a reset that may discard it.
-    socket.resume();
-    socket.end();
-    socket.once('finish', destroyOnFinish);
+    endSocket(socket);
     this.timer = this.timers.schedule(this, this.limits.closeGrace * 1000);
   }
 
@@ -665,12 +450,7 @@ export class HoldSession implements HoldControl, TimerTarget {
     this.cancelTimer();
     this.phase = CLOSED;
     this.reader.clear();
-    const socket = this.socket as HeldSocket;
-    socket[kSession] = undefined;
-    socket.off('data', onSocketData);
-    socket.off('end', onSocketEnd);
-    socket.off('close', onSocketClose);
-    socket.off('finish', destroyOnFinish);
+    detach(this.socket);
     const summary = this.summary();
     try {
       this.observer?.onClose?.(summary);
@@ -698,34 +478,15 @@ export class HoldSession implements HoldControl, TimerTarget {
 
   /** Adds the running wait or turn to its stage's clock. */
   private settle(): void {
-    const now = performance.now();
-    const i = this.phase === WAIT ? STAGE_INDEX[this.waitStage] : this.phase === TURN ? STAGES.length + STAGE_INDEX[this.currentStage] : -1;
-    if (i >= 0) this.times[i] = (this.times[i] ?? 0) + (now - this.mark);
-    this.mark = now;
+    if (this.phase === WAIT) this.clock.held(this.waitStage);
+    else if (this.phase === TURN) this.clock.client(this.currentStage);
+    else this.clock.restart();
   }
 
   private enter(stage: Stage): void {
     this.currentStage = stage;
     // QUIT says nothing about how far the client got; the outcome records it.
     if (stage !== 'quit') this.furthest = Math.max(this.furthest, STAGE_INDEX[stage]);
-  }
-
-  private delayFor(stage: Stage): number {
-    const d = this.currentProfile.delays;
-    switch (stage) {
-      case 'connect':
-        return d.banner;
-      case 'helo':
-        return d.helo;
-      case 'mail':
-        return d.mail;
-      case 'rcpt':
-        return d.rcpt;
-      case 'data':
-        return d.data;
-      default:
-        return 0;
-    }
   }
 
   private cancelTimer(): void {
@@ -736,33 +497,25 @@ export class HoldSession implements HoldControl, TimerTarget {
   }
 
   private summary(): HoldSummary {
-    const held: StageSeconds = {};
-    const client: StageSeconds = {};
-    let heldMs = 0;
-    for (let i = 0; i < STAGES.length; i++) {
-      const h = this.times[i] ?? 0;
-      const c = this.times[STAGES.length + i] ?? 0;
-      heldMs += h;
-      if (h > 0) held[STAGES[i]!] = seconds(h);
-      if (c > 0) client[STAGES[i]!] = seconds(c);
-    }
+    const clock = this.clock.read();
+    const d = this.dialogue;
     return {
       outcome: this.outcome ?? 'hangup',
       stage: STAGES[this.furthest]!,
       ...(this.hangupStage !== undefined && { hangup: this.hangupStage }),
       ...(this.socketError !== undefined && { socketError: this.socketError }),
       profile: this.currentProfile.name,
-      seconds: seconds(performance.now() - this.started),
-      heldSeconds: seconds(heldMs),
-      held,
-      client,
+      seconds: clock.seconds,
+      heldSeconds: clock.heldSeconds,
+      held: clock.held,
+      client: clock.client,
       commands: this.commands,
       errors: this.errors,
       bytesRead: this.bytesRead,
-      ...(this.helo !== undefined && { helo: this.helo }),
-      ...(this.mailFrom !== undefined && { mailFrom: this.mailFrom }),
-      rcpts: this.rcpts ?? [],
-      rcptCount: this.rcptCount,
+      ...(d.helo !== undefined && { helo: d.helo }),
+      ...(d.mailFrom !== undefined && { mailFrom: d.mailFrom }),
+      rcpts: d.rcpts ?? [],
+      rcptCount: d.rcptCount,
       events: { ...this.events },
     };
   }
@@ -772,6 +525,7 @@ function first(a: Decision | undefined, b: Decision | undefined): Decision | und
   return a === undefined || a === 'continue' ? b : a;
 }
 
-function seconds(ms: number): number {
-  return Math.round(ms) / 1000;
+/** The protocol checks' classifier in the hold's terms: unknown verbs are SMTP, only clearly other protocols are not. */
+function classifyDefault(line: string): LineClass {
+  return classifyCommandLine(line) === 'non-smtp' ? 'nonSmtp' : 'smtp';
 }

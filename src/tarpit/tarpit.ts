@@ -12,7 +12,7 @@ import type { Reply } from '../core/reply.js';
 import type { Stage } from '../core/stage.js';
 import type { Logger } from '../metrics/logger.js';
 import type { Evidence } from '../policy/evidence.js';
-import { bareLfEvidence, classifyCommandLine, nonSmtpEvidence, pipeliningEvidence, pregreetEvidence } from '../policy/checks/protocol.js';
+import { bareLfEvidence, nonSmtpEvidence, pipeliningEvidence, pregreetEvidence } from '../policy/checks/protocol.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
 import type { TarpitProfile } from '../policy/spec.js';
 import type { Vetted } from '../smtp/front.js';
@@ -54,7 +54,6 @@ export class Tarpit {
       observer,
       limits: { maxLineLength: config.limits.maxLineLength, maxRecipients: config.limits.maxRecipients },
       sizeLimit: config.limits.maxMessageSize,
-      classify: (line) => (classifyCommandLine(line) === 'non-smtp' ? 'nonSmtp' : 'smtp'),
       onError: (err) => trap.catch('connect', err, { sessionId: vetted.id }),
     });
     observer.session = session;

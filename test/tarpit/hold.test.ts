@@ -380,6 +380,25 @@ test('an injected classify decides what is non-SMTP', async (t) => {
   assert.equal((await h.summary()).events.nonSmtp, 1);
 });
 
+test('the default classify is the protocol check’s: a mistyped verb is SMTP (a 500), binary and SSH are not', async (t) => {
+  const h = await serve(t);
+  const typo = await Raw.connect(h.port);
+  await typo.waitFor(/^220 /);
+  typo.write('EHOL c.example\r\n');
+  await typo.waitFor(/500 5\.5\.2 [^\r]*\r\n$/);
+  typo.socket.destroy();
+  assert.equal((await h.summary(0)).events.nonSmtp, 0, 'an unknown verb is left to the 500');
+
+  for (const [i, opener] of [[1, '\x16\x03\x01\x02\x00\x01'], [2, 'SSH-2.0-OpenSSH_9.6']] as const) {
+    const raw = await Raw.connect(h.port);
+    await raw.waitFor(/^220 /);
+    raw.write(`${opener}\r\n`);
+    await raw.waitFor(/500 5\.5\.2 [^\r]*\r\n$/);
+    raw.socket.destroy();
+    assert.equal((await h.summary(i)).events.nonSmtp, 1, JSON.stringify(opener));
+  }
+});
+
 test('the observer rejects at RCPT: the client sees the 550, cannot reach DATA, and may QUIT', async (t) => {
   const seen: string[] = [];
   const h = await serve(t, {

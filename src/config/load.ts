@@ -126,6 +126,11 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
   if (config.backend.warm > config.backend.poolSize) {
     errors.push(ConfigError.from(yaml.issue(['backend', 'warm'], `must not exceed backend.poolSize (${config.backend.poolSize})`)));
   }
+  // Held clients count against maxConnections too: a tarpit allowed to fill it
+  // would refuse clean clients, which the tarpit must never do.
+  if (config.tarpit.maxHeld >= config.limits.maxConnections) {
+    errors.push(ConfigError.from(yaml.issue(['tarpit', 'maxHeld'], `must be below limits.maxConnections (${config.limits.maxConnections}), leaving room for clean clients`)));
+  }
   if (errors.length > 0) throw new ConfigErrors(errors);
   return deepFreeze(config);
 }

@@ -36,6 +36,20 @@ export const CONFIG_SCHEMA = {
         idleTimeout: { ...SECONDS, default: 300, description: 'Seconds a client may stay silent; RFC 5321 §4.5.3.2.7 asks servers to wait at least 5 minutes.' },
       },
     },
+    tarpit: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Caps on clients held by the tarpit, so a botnet flood cannot exhaust sockets or memory. Past any cap a new suspicious client gets 421 4.7.0 at once instead of a hold (counted in smtp_tarpit_tarpit_refused_total{cap}); clean clients are never held, so never refused by these caps.',
+      properties: {
+        maxHeld: { type: 'integer', minimum: 1, default: 4000, description: 'Clients held at once. Must be below limits.maxConnections, which counts held clients too, so clean clients always find room. Each held client is one open socket: raise both with the open-file limit (ulimit -n) in mind; one process holds about 19,000 at a limit of 20,000.' },
+        maxHeldPerClient: { type: 'integer', minimum: 1, default: 50, description: 'Clients held at once from one address.' },
+        maxHeldPerGroup: { type: 'integer', minimum: 1, default: 200, description: 'Clients held at once from one network (see groupIpv4, groupIpv6), so one botnet subnet cannot fill the tarpit.' },
+        groupIpv4: { type: 'integer', minimum: 0, maximum: 32, default: 24, description: 'Prefix length of an IPv4 client\'s network for maxHeldPerGroup (24: a /24).' },
+        groupIpv6: { type: 'integer', minimum: 0, maximum: 128, default: 64, description: 'Prefix length of an IPv6 client\'s network for maxHeldPerGroup (64: one site or host usually owns a whole /64).' },
+        memoryBudget: { type: 'integer', minimum: 0, default: 0, description: 'Bytes of process resident memory (RSS, sampled at most once a second) above which nothing new is held; 0 turns it off.' },
+      },
+    },
     tls: {
       type: 'object',
       additionalProperties: false,
@@ -166,6 +180,16 @@ export interface Config {
     readonly maxRecipients: number;
     /** seconds */
     readonly idleTimeout: number;
+  };
+  readonly tarpit: {
+    readonly maxHeld: number;
+    readonly maxHeldPerClient: number;
+    readonly maxHeldPerGroup: number;
+    /** prefix lengths for maxHeldPerGroup */
+    readonly groupIpv4: number;
+    readonly groupIpv6: number;
+    /** bytes of RSS; 0 = off */
+    readonly memoryBudget: number;
   };
   readonly tls: { readonly key?: string; readonly cert?: string };
   readonly proxyProtocol: { readonly trustedProxies: readonly string[]; readonly timeout: number };

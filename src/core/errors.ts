@@ -32,6 +32,8 @@ export const ERRORS = {
   TARPIT_ERR_TOO_MANY_CONNECTIONS: { code: 421, enhanced: '4.3.2', text: 'Too many connections, please try again later' },
   // RFC 3463 X.7.0: other security or policy status.
   TARPIT_ERR_TOO_MANY_FROM_CLIENT: { code: 421, enhanced: '4.7.0', text: 'Too many connections from your address, please try again later' },
+  // A suspicious client past a tarpit cap (config tarpit.*): refused at once, since holding it would risk the process.
+  TARPIT_ERR_TARPIT_FULL: { code: 421, enhanced: '4.7.0', text: 'Too busy, please try again later' },
   // RFC 5321 §2.3.8 allows only CRLF as a line ending; bare CR or LF is how SMTP
   // smuggling hides a second message (CVE-2023-51764). Postfix 3.9 answers the same.
   TARPIT_ERR_BARE_LINE_ENDING: { code: 550, enhanced: '5.5.2', text: 'Message contains bare <CR> or <LF>; use <CR><LF> line endings' },

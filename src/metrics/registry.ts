@@ -102,6 +102,13 @@ export const limitHitsTotal = new Counter({
   registers: [registry],
 });
 
+export const tarpitRefusedTotal = new Counter({
+  name: 'smtp_tarpit_tarpit_refused_total',
+  help: 'Suspicious clients refused with 421 4.7.0 instead of held because a tarpit cap was reached, by cap (held, per_client, per_group, memory).',
+  labelNames: ['cap'] as const,
+  registers: [registry],
+});
+
 export const configReloadsTotal = new Counter({
   name: 'smtp_tarpit_config_reloads_total',
   help: 'Reloads on SIGHUP, by result (ok, error: the old configuration stays in force).',

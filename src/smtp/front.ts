@@ -14,11 +14,12 @@ import type { SMTPServer } from 'smtp-server';
 import { replyError, type ErrorCode, type SmtpReplyError } from '../core/errors.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../metrics/logger.js';
-import { connectionsTotal, limitHitsTotal, sessionsActive } from '../metrics/registry.js';
+import { connectionsTotal, limitHitsTotal, sessionsActive, tarpitRefusedTotal } from '../metrics/registry.js';
 import type { CidrList } from '../policy/lists/cidr-list.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { PolicyStore } from '../policy/policy-store.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
+import { HoldCaps } from '../tarpit/caps.js';
 import type { Trap } from '../trap/trap.js';
 import { handOver } from './hand-over.js';
 import { ConnectionLimits } from './limits.js';
@@ -51,6 +52,7 @@ export interface Vetted {
 export class Front {
   private readonly server: Server;
   private readonly limits: ConnectionLimits;
+  private readonly holdCaps: HoldCaps;
   /** Every socket we accepted and have not seen close, by the id smtp-server's session will carry. */
   private readonly sockets = new Map<string, Socket>();
   private closing = false;
@@ -60,6 +62,7 @@ export class Front {
 
   constructor(private readonly deps: FrontDeps) {
     this.limits = new ConnectionLimits(deps.config.limits.maxConnections, deps.config.limits.maxConnectionsPerClient);
+    this.holdCaps = new HoldCaps(deps.config.tarpit);
     // pauseOnConnect: nothing is read until smtp-server (or the PROXY reader) wants it.
     this.server = createServer({ pauseOnConnect: true, noDelay: true }, deps.trap.guard('connect', (socket: Socket) => this.accept(socket)));
     this.server.on('error', deps.trap.guard('server', (err: Error) => deps.logger.error({ err }, 'listener error')));
@@ -151,8 +154,23 @@ export class Front {
       );
       return this.refuse(socket, action.error, 'refused_policy');
     }
+    const holding = policy.held || policy.verdict !== 'pass';
+    if (holding) {
+      // Past a tarpit cap a client we would hold is refused before any banner; clean clients never get here.
+      const cap = this.holdCaps.admit(remoteAddress);
+      if (cap !== undefined) {
+        tarpitRefusedTotal.inc({ cap });
+        const full = replyError('TARPIT_ERR_TARPIT_FULL');
+        this.deps.logger.info(
+          { session: id, client: remoteAddress, port: remotePort, ...policy.summary(), path: 'refused', cap, lastStage: 'connect', reply: full.reply.code },
+          'session',
+        );
+        return this.refuse(socket, full, 'refused_tarpit_full');
+      }
+      socket.once('close', () => this.holdCaps.release(remoteAddress));
+    }
     sessionsActive.dec({ state: 'vetting' });
-    if (policy.held || policy.verdict !== 'pass') {
+    if (holding) {
       // Held, or rejected at a later stage: served by the tarpit, which never relays.
       connectionsTotal.inc({ result: 'held' });
       admitted.state = 'held';

@@ -76,3 +76,11 @@ test('settings that only make sense together are checked together, located at th
   assert.deepEqual(errorsOf('tls:\n  key: /k.pem\n'), ['site.yaml:2:3: tls: set both key and cert, or neither']);
   assert.deepEqual(errorsOf('backend:\n  poolSize: 2\n  warm: 5\n'), ['site.yaml:3:9: backend.warm: must not exceed backend.poolSize (2)']);
 });
+
+test('tarpit.maxHeld must leave room for clean clients under limits.maxConnections', () => {
+  assert.throws(
+    () => loadConfigText('limits:\n  maxConnections: 100\ntarpit:\n  maxHeld: 100\n', 'site.yaml'),
+    (err: unknown) => err instanceof ConfigErrors && err.errors.some((e) => /^site\.yaml:4:\d+: tarpit\.maxHeld: must be below limits\.maxConnections \(100\)/.test(e.message)),
+  );
+  assert.equal(loadConfigText('limits:\n  maxConnections: 100\ntarpit:\n  maxHeld: 99\n', 'site.yaml').tarpit.maxHeld, 99);
+});

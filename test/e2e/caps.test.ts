@@ -32,7 +32,7 @@ test('the per-client cap answers 421 4.7.0 to one address while another address 
 test('the total cap answers 421 4.3.2 to the next client', async (t) => {
   const backend = await startBackend();
   t.after(() => backend.close());
-  await withProxy({ backendPort: backend.port, config: { limits: { maxConnections: 3 } } }, async (p) => {
+  await withProxy({ backendPort: backend.port, config: { limits: { maxConnections: 3 }, tarpit: { maxHeld: 2 } } }, async (p) => {
     const held = await Promise.all([1, 2, 3].map((i) => SmtpClient.open({ port: p.port, localAddress: `127.0.3.${i}` })));
     const extra = await SmtpClient.connect({ port: p.port, localAddress: '127.0.3.9' });
     const refused = await extra.read();

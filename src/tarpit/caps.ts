@@ -1,0 +1,102 @@
+/**
+ * Caps on the tarpit (issue 4 item 3): under a botnet flood, holding is what
+ * would exhaust file descriptors and memory, so past a cap a suspicious client
+ * is refused at once (421) instead of held. Only held clients are counted:
+ * clean clients take the relay path and never meet these caps.
+ */
+import { addressKey, clientGroup } from '../state/client-group.js';
+
+/** Which cap refused a client; also the `cap` label of smtp_tarpit_tarpit_refused_total. */
+export type HoldCap = 'held' | 'per_client' | 'per_group' | 'memory';
+
+export interface HoldCapsConfig {
+  readonly maxHeld: number;
+  readonly maxHeldPerClient: number;
+  readonly maxHeldPerGroup: number;
+  /** Prefix lengths of a client's network for maxHeldPerGroup. */
+  readonly groupIpv4: number;
+  readonly groupIpv6: number;
+  /** Bytes of process RSS above which nothing new is held; 0 turns the check off. */
+  readonly memoryBudget: number;
+}
+
+export interface HoldCapsClock {
+  /** Milliseconds, monotonic enough for a once-a-second sample. */
+  readonly now: () => number;
+  /** Bytes of resident memory. */
+  readonly rss: () => number;
+}
+
+/** process.memoryUsage.rss() reads /proc; once a second is plenty for a budget check. */
+const RSS_SAMPLE_MS = 1000;
+
+const SYSTEM_CLOCK: HoldCapsClock = { now: () => performance.now(), rss: () => process.memoryUsage.rss() };
+
+export class HoldCaps {
+  private held = 0;
+  private readonly perClient = new Map<string, number>();
+  private readonly perGroup = new Map<string, number>();
+  private rss = 0;
+  private sampledAt = -Infinity;
+
+  constructor(
+    private readonly config: HoldCapsConfig,
+    private readonly clock: HoldCapsClock = SYSTEM_CLOCK,
+  ) {}
+
+  /** Clients held right now. */
+  get size(): number {
+    return this.held;
+  }
+
+  /**
+   * Counts the client in if every cap has room and returns undefined; else
+   * returns the cap that is full and counts nothing. The narrowest cap is
+   * named first, so a flood from one network shows up as that network's cap.
+   * Every admitted client must be released exactly once.
+   */
+  admit(address: string): HoldCap | undefined {
+    const client = addressKey(address);
+    const group = this.groupOf(address);
+    const c = this.perClient.get(client) ?? 0;
+    if (c >= this.config.maxHeldPerClient) return 'per_client';
+    const g = this.perGroup.get(group) ?? 0;
+    if (g >= this.config.maxHeldPerGroup) return 'per_group';
+    if (this.held >= this.config.maxHeld) return 'held';
+    if (this.overMemoryBudget()) return 'memory';
+    this.held++;
+    this.perClient.set(client, c + 1);
+    this.perGroup.set(group, g + 1);
+    return undefined;
+  }
+
+  /** A held client closed: frees its places. */
+  release(address: string): void {
+    if (this.held === 0) return;
+    this.held--;
+    decrement(this.perClient, addressKey(address));
+    decrement(this.perGroup, this.groupOf(address));
+  }
+
+  private groupOf(address: string): string {
+    return clientGroup(address, { ipv4: this.config.groupIpv4, ipv6: this.config.groupIpv6 });
+  }
+
+  private overMemoryBudget(): boolean {
+    if (this.config.memoryBudget <= 0) return false;
+    const now = this.clock.now();
+    if (now - this.sampledAt >= RSS_SAMPLE_MS) {
+      this.rss = this.clock.rss();
+      this.sampledAt = now;
+    }
+    return this.rss > this.config.memoryBudget;
+  }
+}
+
+/** Deletes a key at zero, so the maps hold only clients held right now. */
+function decrement(map: Map<string, number>, key: string): void {
+  const n = map.get(key);
+  if (n === undefined) return;
+  if (n <= 1) map.delete(key);
+  else map.set(key, n - 1);
+}

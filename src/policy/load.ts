@@ -17,6 +17,7 @@ import { AnswerRangeError, parseAnswerRange } from './lists/answer-range.js';
 import { PolicyError, PolicyErrors, policyWarning, type PolicyWarning } from './policy-error.js';
 import { POLICY_SCHEMA, type RawPolicy, type RawProfile, type RawZone } from './schema.js';
 import type { AnswerRange, DnsZone, Policy, TarpitProfile } from './spec.js';
+import { longestReply, type Wait } from '../tarpit/hold-commands.js';
 
 /** The main file's name in a policy directory. */
 export const POLICY_FILE = 'policy.yaml';
@@ -26,6 +27,9 @@ const MAX_LIST_ERRORS = 20;
 
 /** Longer first-contact greetings lose real MTAs (DESIGN §2: some time a greeting out at 30 s). */
 const GREETING_PATIENCE = 30;
+/** Seconds RFC 5321 §4.5.3.2 tells a client to wait for each reply (and Postfix's smtp client does): 5 min, DATA's 2 min. */
+const MTA_PATIENCE: Readonly<Record<Wait, number>> = { banner: 300, helo: 300, mail: 300, rcpt: 300, data: 120, other: 300 };
+const WAITS = Object.keys(MTA_PATIENCE) as Wait[];
 
 export interface LoadedPolicy {
   readonly policy: Policy;
@@ -169,13 +173,46 @@ class Loader {
           this.error([...path, 'end', 'text'], `enhanced status code ${enhanced[0].trim()} does not match reply ${p.end.reply} (write ${replyClass}.x.x)`);
         }
       }
+      this.checkPatience(path, p);
       profiles.set(name, {
         name,
         delays: { ...p.delays },
+        stutter: p.stutter,
+        jitter: p.jitter,
+        maxHold: p.maxHold,
         end: p.end === 'allowlist' ? { kind: 'allowlist' } : { kind: 'reply', code: p.end.reply, text: p.end.text },
       });
     }
     return profiles;
+  }
+
+  /**
+   * A profile meant to let patient senders through must never outwait them:
+   * each wait at its longest (delay times 1 + jitter, plus the time to trickle
+   * its longest reply at the stutter rate) stays within what RFC 5321
+   * §4.5.3.2 tells a client to wait for that reply.
+   */
+  private checkPatience(path: YamlPath, p: RawProfile): void {
+    let total = 0;
+    for (const wait of WAITS) {
+      const delay = p.delays[wait] * (1 + p.jitter);
+      const trickle = p.stutter > 0 ? longestReply(wait) / p.stutter : 0;
+      total += p.delays[wait] * (1 - p.jitter) + trickle;
+      const limit = MTA_PATIENCE[wait];
+      if (delay + trickle <= limit) continue;
+      const parts = [`${p.delays[wait]} s`];
+      if (p.jitter > 0) parts.push(`jitter up to ${round(p.delays[wait] * p.jitter)} s`);
+      if (trickle > 0) parts.push(`${round(trickle)} s to stutter a ${longestReply(wait)}-byte reply at ${p.stutter} B/s`);
+      // Point at what pushed it over: the delay itself when it is too long alone, else stutter or jitter.
+      const culprit = p.delays[wait] > limit ? ['delays', wait] : delay > limit ? ['jitter'] : ['stutter'];
+      this.error(
+        [...path, ...culprit],
+        `the ${wait} reply can take ${round(delay + trickle)} s (${parts.join(' + ')}); a patient MTA waits ${limit} s for it (RFC 5321 §4.5.3.2)`,
+      );
+    }
+    if (total > p.maxHold && this.yaml.written([...path, 'maxHold'])) {
+      this.warnings.push(this.yaml.issue([...path, 'maxHold'], `shorter than the profile's delays (${round(total)} s at least): no client can sit the hold out`));
+    }
   }
 
   private profileRef(path: YamlPath, profiles: ReadonlyMap<string, TarpitProfile>): TarpitProfile | undefined {
@@ -364,6 +401,11 @@ function readFailure(err: unknown): string {
 function sorted(errors: readonly Located[]): Located[] {
   const files = [...new Set(errors.map((e) => e.file))];
   return [...errors].sort((a, b) => files.indexOf(a.file) - files.indexOf(b.file) || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+/** Seconds to one decimal, for messages. */
+function round(seconds: number): number {
+  return Math.round(seconds * 10) / 10;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -58,8 +58,31 @@ const PROFILE = {
         helo: { ...DELAY, description: 'Before the reply to EHLO or HELO.' },
         mail: { ...DELAY, description: 'Before the reply to MAIL FROM.' },
         rcpt: { ...DELAY, description: 'Before the reply to each RCPT TO.' },
-        data: { ...DELAY, description: 'Before the reply to DATA.' },
+        data: { ...DELAY, description: 'Before the reply to DATA. At most 120 s with jitter and stutter (RFC 5321 §4.5.3.2.5).' },
+        other: { ...DELAY, description: 'Before the replies to NOOP, RSET, VRFY, HELP and unknown commands.' },
       },
+    },
+    stutter: {
+      type: 'number',
+      minimum: 0,
+      maximum: 1000,
+      default: 0,
+      description:
+        'Bytes per second at which each reply of the dialogue is trickled out (OpenBSD spamd: 1); 0: whole replies; at most 1000 (one byte per millisecond timer tick). Closing replies go out whole. A delay plus the time to trickle its longest reply must stay within what a patient MTA waits (RFC 5321 §4.5.3.2).',
+    },
+    jitter: {
+      type: 'number',
+      minimum: 0,
+      maximum: 0.5,
+      default: 0,
+      description: 'Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]; 0: exact delays. The longest delay times (1 + jitter) must stay within RFC 5321 §4.5.3.2.',
+    },
+    maxHold: {
+      type: 'number',
+      exclusiveMinimum: 0,
+      maximum: 86400,
+      default: 600,
+      description: 'Seconds a client may be held in all; then the session ends with the `end` reply (the client is not allowlisted).',
     },
     end: {
       description:
@@ -271,6 +294,9 @@ export interface RawZone {
 }
 
 export interface RawProfile {
-  delays: { banner: number; helo: number; mail: number; rcpt: number; data: number };
+  delays: { banner: number; helo: number; mail: number; rcpt: number; data: number; other: number };
+  stutter: number;
+  jitter: number;
+  maxHold: number;
   end: 'allowlist' | { reply: 421 | 451 | 554; text: string };
 }

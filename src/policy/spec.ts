@@ -42,7 +42,15 @@ export interface TarpitProfile {
     readonly mail: number;
     readonly rcpt: number;
     readonly data: number;
+    /** Before replies to NOOP, RSET, VRFY, HELP and unknown commands (smtp-server has no hook for these). Absent: 0. */
+    readonly other?: number;
   };
+  /** Bytes per second at which each reply of the dialogue is trickled out (OpenBSD spamd: 1); closing replies go out whole. Absent or 0: whole replies. */
+  readonly stutter?: number;
+  /** 0 to 0.5: each delay is multiplied by a random factor in [1 - jitter, 1 + jitter], so bots cannot learn a fixed wait. Absent: 0. */
+  readonly jitter?: number;
+  /** Seconds a client may be held in all; then the session ends with the `end` reply (not allowlisted). Absent: 600. */
+  readonly maxHold?: number;
   /**
    * What a client that sat every delay out gets at DATA (nothing is relayed from a hold):
    * `allowlist`: remembered in the allowlist cache and told 451 4.7.1 so its retry is relayed;

@@ -22,6 +22,7 @@ import type { SessionPolicy } from '../policy/session-policy.js';
 import { HoldCaps } from '../tarpit/caps.js';
 import type { Trap } from '../trap/trap.js';
 import { handOver } from './hand-over.js';
+import { watchHangup } from './session.js';
 import { ConnectionLimits } from './limits.js';
 import { readProxyHeader } from './proxy-header.js';
 
@@ -184,6 +185,7 @@ export class Front {
     admitted.state = 'relaying';
     sessionsActive.inc({ state: 'relaying' });
     this.deps.vetted.set(id, vetted);
+    watchHangup(vetted, socket);
     handOver(this.deps.smtp, socket, { id, remoteAddress, remotePort });
   }
 

@@ -19,6 +19,7 @@ import { DataGuard } from './data-guard.js';
 import type { Vetted } from './front.js';
 import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
 import { RelaySession } from './session.js';
+import { recordSessionTiming } from '../tarpit/metrics.js';
 import type { TarpitProfile } from '../policy/spec.js';
 
 export interface HandlerDeps {
@@ -89,13 +90,16 @@ export class RelayHandlers {
     try {
       return await fn();
     } finally {
-      if (rs) rs.pending--;
+      if (rs) {
+        rs.pending--;
+        rs.clock.replied();
+      }
     }
   }
 
   private async mailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const rs = this.session(session);
-    rs.stage = 'mail';
+    rs.clock.enter('mail');
     await injectFault(this.deps.faults, 'mail', { remoteAddress: rs.address, sender: address.address });
     if (this.deps.isShuttingDown()) throw replyError('TARPIT_ERR_SHUTTING_DOWN');
     // smtp-server has no HELO hook: the name is checked at the first MAIL.
@@ -106,12 +110,15 @@ export class RelayHandlers {
     // the backend need not hear from it at all.
     if (rs.policy.verdict === 'reject') return;
     let reply: Reply;
+    const asked = performance.now();
     try {
       const backend = await this.backendFor(rs, session);
       reply = await this.onBackend(rs, () => backend.mailFrom(address.address, mailParams(address, session)));
     } catch (err) {
       if (err instanceof SmtpReplyError) this.finishMessage(rs, err.reply);
       throw err;
+    } finally {
+      rs.clock.backendSince(asked);
     }
     if (!isPositive(reply)) {
       this.finishMessage(rs, reply);
@@ -121,7 +128,7 @@ export class RelayHandlers {
 
   private async rcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
     const rs = this.session(session);
-    rs.stage = 'rcpt';
+    rs.clock.enter('rcpt');
     await injectFault(this.deps.faults, 'rcpt', { remoteAddress: rs.address, sender: rs.current?.from });
     if (session.envelope.rcptTo.length >= this.deps.config.limits.maxRecipients) {
       limitHitsTotal.inc({ limit: 'recipients' });
@@ -130,7 +137,8 @@ export class RelayHandlers {
     await this.policyGate(rs, 'rcpt');
     const backend = rs.backend;
     if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
-    const reply = await this.onBackend(rs, () => backend.rcptTo(address.address));
+    const asked = performance.now();
+    const reply = await this.onBackend(rs, () => backend.rcptTo(address.address)).finally(() => rs.clock.backendSince(asked));
     rs.current?.rcpt.push({ address: address.address, reply: `${reply.code} ${replyText(reply)}` });
     recipientsTotal.inc({ result: replyClass(reply) });
     if (reply.code >= 500) rs.vetted.engine.recipientRejected(rs.policy, ++rs.rejectedRecipients);
@@ -139,7 +147,7 @@ export class RelayHandlers {
 
   private async data(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const rs = this.session(session);
-    rs.stage = 'body';
+    rs.clock.enter('data');
     await injectFault(this.deps.faults, 'data', { remoteAddress: rs.address, sender: rs.current?.from });
     await this.policyGate(rs, 'data');
     const backend = rs.backend;
@@ -152,8 +160,12 @@ export class RelayHandlers {
     // The guard may fail before the relay listens (while DATA awaits its 354);
     // the relay reads `guard.errored` then, so the event itself needs no handler.
     guard.on('error', () => undefined);
+    // smtp-server sent the 354 before calling us: from here the body is the client's turn, then the final reply the backend's.
+    rs.clock.enter('body', true);
+    stream.once('end', () => rs.clock.enter('relay'));
     stream.pipe(guard);
     let reply: Reply;
+    const asked = performance.now();
     try {
       reply = await this.onBackend(rs, () => backend.data(guard));
     } catch (err) {
@@ -164,7 +176,7 @@ export class RelayHandlers {
       }
       throw err;
     } finally {
-      rs.stage = 'relay';
+      rs.clock.backendSince(asked);
     }
     this.finishMessage(rs, reply, guard.bytes);
     if (!isPositive(reply)) throw passThrough(reply);
@@ -177,6 +189,10 @@ export class RelayHandlers {
     this.sessions.delete(session.id);
     this.releaseBackend(rs);
     sessionDuration.observe(rs.elapsedSeconds());
+    const stages = rs.clock.finish();
+    const hangup = rs.hungUp ? rs.stage : undefined;
+    const held = rs.clock.heldSeconds;
+    recordSessionTiming({ verdict: rs.policy.verdict, stages, hangup, held: held > 0 ? held : undefined });
     this.deps.logger.info(
       {
         session: rs.id,
@@ -187,6 +203,8 @@ export class RelayHandlers {
         ...rs.policy.summary(),
         messages: rs.messages,
         lastStage: rs.stage,
+        hangup,
+        stages,
         duration: Number(rs.elapsedSeconds().toFixed(3)),
       },
       'session',
@@ -206,7 +224,9 @@ export class RelayHandlers {
     this.releaseBackend(rs);
     if (action.kind === 'refuse') throw action.error;
     const delay = holdDelay(action.profile, stage);
+    const start = performance.now();
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay * 1000));
+    rs.clock.heldSince(start);
     throw replyError('TARPIT_ERR_POLICY_TEMPFAIL');
   }
 

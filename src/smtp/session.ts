@@ -3,11 +3,13 @@
  * the backend connection it holds, its transactions and their results. It is
  * summarised in one JSON log line when the session ends (DESIGN §6).
  */
+import type { Socket } from 'node:net';
 import type { Reply } from '../core/reply.js';
 import { replyText } from '../core/reply.js';
-import type { Stage } from '../core/stage.js';
+import { STAGES, type Stage } from '../core/stage.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
 import type { BackendConnection } from '../relay/backend-connection.js';
+import { round, type StageTimes } from '../tarpit/metrics.js';
 import type { Vetted } from './front.js';
 
 export type MessageResult = 'relayed' | 'tempfailed' | 'rejected' | 'aborted';
@@ -25,12 +27,121 @@ export interface MessageRecord {
   bytes?: number;
 }
 
+/**
+ * Whether the client hung up, per socket handed to smtp-server, keyed by the
+ * session's Vetted (see watchHangup).
+ */
+const hangupProbes = new WeakMap<Vetted, () => boolean>();
+
+/**
+ * Tells a hang-up from a QUIT on the relay path. smtp-server has no QUIT hook
+ * and its onClose looks the same either way, but the order of the two FINs
+ * does not: after QUIT (or any 421) smtp-server ends its side first, so our
+ * write side is already ended when the client's FIN arrives; a client that
+ * hangs up sends its FIN (or a reset) while our side is still open. The
+ * listeners are prepended so no other listener can end our side first.
+ * Call it on the raw socket before handing it to smtp-server. Untested after
+ * STARTTLS, where smtp-server ends the TLS socket on top of this one.
+ */
+export function watchHangup(vetted: Vetted, socket: Socket): void {
+  let hungUp: boolean | undefined;
+  const settle = () => {
+    hungUp ??= !socket.writableEnded;
+  };
+  socket.prependOnceListener('end', settle);
+  socket.prependOnceListener('close', settle);
+  hangupProbes.set(vetted, () => hungUp === true);
+}
+
+/**
+ * The relay path's stage clock (DESIGN §2), in the hold's terms: a client's
+ * turn (our reply → its next command) counts for the stage it was in, so the
+ * time to send RCPT after MAIL's 250 is `mail` client time; time our hooks
+ * waited on the backend counts for the hook's stage (`relay` for the final
+ * reply after the body); a policy delay on an escalated session is held time.
+ * smtp-server has no EHLO hook: banner → first MAIL is all `connect`.
+ */
+class RelayClock {
+  /** Milliseconds per stage: client at [i], held at [n + i], backend at [2n + i]. */
+  private readonly times = new Array<number>(STAGES.length * 3).fill(0);
+  private readonly reached = new Set<Stage>(['connect']);
+  private stage: Stage = 'connect';
+  /** When the current stage was entered. */
+  private entered: number;
+  /** Start of the client's running turn; undefined while our hook works. */
+  private turn: number | undefined;
+
+  constructor(start: number) {
+    this.turn = this.entered = start;
+  }
+
+  get current(): Stage {
+    return this.stage;
+  }
+
+  /** Ends the running client turn, charging it to the stage it was in. */
+  private settle(now: number): void {
+    if (this.turn !== undefined) this.times[STAGES.indexOf(this.stage)]! += now - this.turn;
+    this.turn = undefined;
+  }
+
+  /** A command of `stage` arrived: the client's turn ends; `clientTurn` starts another at once (the body). */
+  enter(stage: Stage, clientTurn = false): void {
+    const now = performance.now();
+    this.settle(now);
+    this.stage = stage;
+    this.entered = now;
+    this.reached.add(stage);
+    if (clientTurn) this.turn = now;
+  }
+
+  /** We replied: the client's turn starts. */
+  replied(): void {
+    this.turn ??= performance.now();
+  }
+
+  /**
+   * A backend wait that began at `start` (performance.now ms) just ended: it
+   * counts for the current stage, from when that stage began if later (the
+   * DATA relay streams the body while the client sends it; only the wait for
+   * the final reply after the body is backend time).
+   */
+  backendSince(start: number): void {
+    const now = performance.now();
+    this.times[2 * STAGES.length + STAGES.indexOf(this.stage)]! += now - Math.max(start, this.entered);
+  }
+
+  /** We delayed our reply on purpose since `start` (an escalated session, policyGate). */
+  heldSince(start: number): void {
+    this.times[STAGES.length + STAGES.indexOf(this.stage)]! += performance.now() - start;
+  }
+
+  /** Seconds held in all. */
+  get heldSeconds(): number {
+    let ms = 0;
+    for (let i = 0; i < STAGES.length; i++) ms += this.times[STAGES.length + i]!;
+    return ms / 1000;
+  }
+
+  /** Settles the running turn (the session closed) and reads every reached stage, in seconds. */
+  finish(): StageTimes {
+    this.settle(performance.now());
+    const n = STAGES.length;
+    const out: Partial<Record<Stage, { client: number; held: number; backend: number }>> = {};
+    STAGES.forEach((stage, i) => {
+      if (!this.reached.has(stage)) return;
+      out[stage] = { client: round(this.times[i]! / 1000), held: round(this.times[n + i]! / 1000), backend: round(this.times[2 * n + i]! / 1000) };
+    });
+    return out;
+  }
+}
+
 export class RelaySession {
   readonly startedAt = performance.now();
   backend: BackendConnection | undefined;
   /** Hooks in flight: a shutdown waits for these so it never cuts a transaction. */
   pending = 0;
-  stage: Stage = 'connect';
+  readonly clock = new RelayClock(this.startedAt);
   readonly messages: MessageRecord[] = [];
   /** Recipients the backend refused with 5xx in this session (recipient harvesting). */
   rejectedRecipients = 0;
@@ -42,6 +153,16 @@ export class RelaySession {
     this.id = vetted.id;
     this.address = vetted.remoteAddress;
     this.port = vetted.remotePort;
+  }
+
+  /** The stage the session is in: the last hook's, or `relay` after the body. */
+  get stage(): Stage {
+    return this.clock.current;
+  }
+
+  /** The client closed without QUIT (watchHangup); false when nothing watched its socket. */
+  get hungUp(): boolean {
+    return hangupProbes.get(this.vetted)?.() ?? false;
   }
 
   /** The session's standing with the policy it started with. */

@@ -84,6 +84,17 @@ export function stageDelay(profile: TarpitProfile, stage: Stage): number {
   }
 }
 
+/** Seconds the profile holds replies to NOOP, RSET, VRFY, HELP and unknown commands (no stage of their own). */
+export function otherDelay(profile: TarpitProfile): number {
+  return profile.delays.other ?? 0;
+}
+
+/** `delay` times a factor drawn from [1 - jitter, 1 + jitter]; `random` returns [0, 1) like Math.random. */
+export function jittered(delay: number, jitter: number, random: () => number): number {
+  if (delay <= 0 || jitter <= 0) return delay;
+  return delay * (1 - jitter + 2 * jitter * random());
+}
+
 /** Milliseconds to seconds, kept to the millisecond. */
 function seconds(ms: number): number {
   return Math.round(ms) / 1000;

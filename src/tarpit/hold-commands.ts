@@ -6,7 +6,7 @@
  * plan's effect once the reply is out.
  */
 import { ERRORS } from '../core/errors.js';
-import { splitEnhanced, type Reply } from '../core/reply.js';
+import { splitEnhanced, toWire, type Reply } from '../core/reply.js';
 import type { Stage } from '../core/stage.js';
 import type { TarpitProfile } from '../policy/spec.js';
 
@@ -75,6 +75,31 @@ export function endReply(profile: TarpitProfile): Reply {
   if (profile.end.kind === 'allowlist') return { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, try again later' };
   const { enhanced, text } = splitEnhanced(profile.end.text);
   return { code: profile.end.code, enhanced, text };
+}
+
+/** A profile's delay keys: which wait a reply is held by. */
+export type Wait = keyof TarpitProfile['delays'];
+
+/**
+ * Bytes of the longest reply each wait can trickle out with stutter, for a
+ * hostname of the longest legal length (RFC 5321 §4.5.3.1.2) and any SIZE: the
+ * loader checks that delay plus trickle stays within RFC 5321 §4.5.3.2.
+ * Closing replies (DATA's end, QUIT, drops) are written whole, so they are not here.
+ */
+export function longestReply(wait: Wait): number {
+  const host = 'x'.repeat(MAX_DOMAIN);
+  const ehlo = new HoldDialogue(host, Number.MAX_SAFE_INTEGER, 1).plan('EHLO x').reply;
+  const replies: Record<Wait, readonly (Reply | 'end')[]> = {
+    banner: [hostReply.banner(host)],
+    helo: [ehlo, R.syntaxHelo],
+    mail: [R.mailOk, R.heloFirst, R.nestedMail, R.syntaxMail, R.badSender, R.tooBig],
+    rcpt: [R.rcptOk, R.needMail, R.syntaxRcpt, R.badRecipient, R.tooMany],
+    data: [R.syntaxData, R.needMail, R.noRcpt],
+    other: [R.ok, R.vrfy, R.help, R.unknown, R.notImplemented, R.tooLong],
+  };
+  let longest = 0;
+  for (const reply of replies[wait]) if (reply !== 'end') longest = Math.max(longest, toWire(reply).length);
+  return longest;
 }
 
 export function verbOf(line: string): string {

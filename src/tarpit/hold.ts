@@ -10,7 +10,8 @@
  *
  * Cheapness, because issue 4 holds tens of thousands of these:
  * - one TimerQueue entry at a time per session (the reply's deadline, the
- *   client's idle deadline, or the close grace), the session itself as target;
+ *   next byte of a stuttered reply, the client's idle deadline, or the close
+ *   grace; never past the profile's maxHold), the session itself as target;
  * - socket listeners are shared functions that find the session through a
  *   symbol on the socket, not closures per session or per wait (hold-socket.ts);
  * - while a reply is held the socket is read only until the first chunk (to
@@ -22,8 +23,10 @@
  * What each command gets and changes is hold-commands.ts's; this module
  * holds, writes and ends.
  *
- * Every reply is written by `send` after `respond` held it: the one place
- * issue 4's per-reply delays and stutter go.
+ * Every reply is held by `respond` (the stage's delay, or `delays.other`,
+ * times the profile's jitter) and written whole by `send` or trickled by
+ * `trickle` (stutter). Closing replies always go out whole: the client is
+ * being let go, and maxHold bounds what it costs us.
  */
 import type { Socket } from 'node:net';
 import { toWire, type Reply } from '../core/reply.js';
@@ -31,7 +34,7 @@ import { STAGES, type Stage } from '../core/stage.js';
 import { classifyCommandLine } from '../policy/checks/protocol.js';
 import type { TarpitProfile } from '../policy/spec.js';
 import { HoldDialogue, R, endReply, hostReply, type Effect } from './hold-commands.js';
-import { STAGE_INDEX, StageClock, stageDelay } from './hold-clock.js';
+import { STAGE_INDEX, StageClock, jittered, otherDelay, stageDelay } from './hold-clock.js';
 import { attach, detach, endSocket, kData, kFinish, kHangup, type SocketSink } from './hold-socket.js';
 import { LineReader, type LineResult } from './line-reader.js';
 import { holdTimers, type TimerHandle, type TimerQueue, type TimerTarget } from './timer-queue.js';
@@ -68,6 +71,8 @@ export interface HoldOptions {
   readonly sizeLimit?: number;
   /** An observer threw; the session answers 451 4.3.0 and closes. Wire this to the trap's counter and log. */
   readonly onError?: (err: unknown) => void;
+  /** [0, 1) like Math.random (the default): draws the profile's jitter. Tests inject their own. */
+  readonly random?: () => number;
 }
 
 export function hold(socket: Socket, options: HoldOptions): HoldSession {
@@ -81,6 +86,10 @@ const CLOSED = 3; // 'close' seen, summary delivered
 type Phase = typeof WAIT | typeof TURN | typeof CLOSING | typeof CLOSED;
 
 const DEFAULT_SIZE = 10 * 1024 * 1024;
+/** Seconds a profile without `maxHold` holds a client in all. */
+const DEFAULT_MAX_HOLD = 600;
+/** How a session at its profile's maxHold ends. TODO(lead): a 'maxHold' in HOLD_OUTCOMES (types.ts) would tell it from a shutdown or cap. */
+const MAX_HOLD_OUTCOME: HoldOutcome = 'maxHold';
 
 export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private phase: Phase = WAIT;
@@ -96,7 +105,15 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private readonly reader: LineReader;
   private readonly dialogue: HoldDialogue;
   private readonly clock = new StageClock();
+  private readonly random: () => number;
+  /** performance.now() at hold(): maxHold counts from here. */
+  private readonly startedAt = performance.now();
   private timer: TimerHandle | undefined;
+
+  // Stutter: the reply being trickled and how much of its wire text is out.
+  private trickleReply: Reply | undefined;
+  private trickleText = '';
+  private trickleAt = 0;
 
   // The reply being held and what it does once written.
   private pending: Reply | 'end' = R.ok;
@@ -128,6 +145,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.timers = options.timers ?? holdTimers;
     this.classify = options.classify ?? classifyDefault;
     this.onError = options.onError;
+    this.random = options.random ?? Math.random;
     this.reader = new LineReader(this.limits.maxLineLength);
     this.dialogue = new HoldDialogue(this.hostname, options.sizeLimit ?? DEFAULT_SIZE, this.limits.maxRecipients);
 
@@ -173,8 +191,11 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   onTimer(): void {
     this.timer = undefined;
     try {
-      if (this.phase === WAIT) this.deliver();
-      else if (this.phase === TURN) this.closeWith(hostReply.timeout(this.hostname), 'idle');
+      if (this.phase < CLOSING && this.holdExpired()) this.closeWith(endReply(this.currentProfile), MAX_HOLD_OUTCOME);
+      else if (this.phase === WAIT) {
+        if (this.trickleReply !== undefined) this.trickle(this.trickleReply);
+        else this.deliver();
+      } else if (this.phase === TURN) this.closeWith(hostReply.timeout(this.hostname), 'idle');
       else if (this.phase === CLOSING) this.socket.destroy();
     } catch (err) {
       this.fail(err);
@@ -218,6 +239,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     const decision = this.outOfTurn();
     if (decision === undefined || this.phase !== WAIT) return;
     if (decision === 'drop') return this.drop();
+    if (this.trickleReply !== undefined) return this.decideDuringTrickle(decision, this.trickleReply);
     this.override(decision);
     if (typeof decision === 'object' && decision.now === true) {
       this.cancelTimer();
@@ -283,7 +305,9 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     if (plan.data === true) this.enter('data');
     if (plan.quit === true) this.enter('quit');
     const stage = plan.stage ?? this.currentStage;
-    this.respond(stage, immediate || plan.stage === undefined ? 0 : stageDelay(this.currentProfile, stage), reply, plan.effect, close);
+    // Commands without a stage (NOOP, RSET, VRFY, HELP, unknown) wait `delays.other`; QUIT is let go at once.
+    const delay = immediate || plan.quit === true ? 0 : plan.stage === undefined ? otherDelay(this.currentProfile) : stageDelay(this.currentProfile, stage);
+    this.respond(stage, delay, reply, plan.effect, close);
   }
 
   /** A protocol error the observer is not asked about (too-long line). */
@@ -306,6 +330,11 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
    */
   private respond(stage: Stage, delay: number, reply: Reply | 'end', effect: Effect, close: HoldOutcome | undefined): void {
     this.cancelTimer();
+    if (this.holdExpired()) {
+      // A client that keeps talking never lets a timer fire: the budget is checked per reply too.
+      this.closeWith(endReply(this.currentProfile), MAX_HOLD_OUTCOME);
+      return;
+    }
     this.phase = WAIT;
     this.waitStage = stage;
     this.clock.restart();
@@ -322,11 +351,12 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
         if (typeof decision === 'object' && decision.now === true) delay = 0;
       }
     }
+    delay = jittered(delay, this.currentProfile.jitter ?? 0, this.random);
     if (delay <= 0) {
       this.deliver();
       return;
     }
-    this.timer = this.timers.schedule(this, delay * 1000);
+    this.arm(delay * 1000);
     // Read until the first byte to notice talking out of turn; after that the kernel keeps it.
     if (this.talked) this.socket.pause();
     else this.socket.resume();
@@ -345,7 +375,24 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
       this.closeWith(pending, this.pendingClose);
       return;
     }
+    if ((this.currentProfile.stutter ?? 0) > 0) {
+      this.trickleReply = pending;
+      this.trickleText = toWire(pending);
+      this.trickleAt = 0;
+      // Nagle would hold each byte until the previous one is acknowledged, and
+      // the client's delayed ACK would then bunch them: stutter means one byte a tick.
+      this.socket.setNoDelay(true);
+      // Read until the first byte, as during a delay: talking while we trickle is out of turn.
+      if (!this.talked) this.socket.resume();
+      this.trickle(pending);
+      return;
+    }
     this.send(pending);
+    this.replied(pending);
+  }
+
+  /** A reply is out: its 2xx changes the dialogue, and it is the client's turn. */
+  private replied(pending: Reply): void {
     if (this.phase !== WAIT) return;
     if (pending.code >= 200 && pending.code < 300) {
       const next = this.dialogue.apply(this.pendingEffect);
@@ -357,15 +404,85 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private turn(): void {
     this.phase = TURN;
     this.clock.restart();
-    this.timer = this.timers.schedule(this, this.limits.idleTimeout * 1000);
+    this.arm(this.limits.idleTimeout * 1000);
     this.drain();
   }
 
-  /** The one place a reply is written (issue 4: per-reply delay and stutter go here). */
+  /**
+   * Stutter: writes the next character of the trickled reply (a byte: replies
+   * are ASCII) and comes back in 1/rate s through the shared timer queue; the
+   * stage stays in WAIT, so the trickle counts as held time and the next
+   * command is not read before the last byte is out.
+   */
+  private trickle(reply: Reply): void {
+    const rate = this.currentProfile.stutter ?? 0;
+    // A profile switched to no stutter mid-reply gets the rest at once.
+    const end = rate > 0 ? this.trickleAt + 1 : this.trickleText.length;
+    this.write(this.trickleText.slice(this.trickleAt, end));
+    this.trickleAt = end;
+    if (this.phase !== WAIT) return;
+    if (this.trickleAt < this.trickleText.length) {
+      this.arm(1000 / rate);
+      return;
+    }
+    this.stopTrickle();
+    this.settle();
+    this.replied(reply);
+  }
+
+  /**
+   * The client talked while we trickled: the reply is partly out, so an
+   * observer's reply cannot replace it. A close writes the rest and then the
+   * closing reply (the client sees whole lines); `now` writes the rest at once;
+   * anything else waits for the next command.
+   */
+  private decideDuringTrickle(decision: Exclude<Decision, 'drop'>, reply: Reply): void {
+    if (typeof decision !== 'object') return;
+    if (decision.close === true) {
+      this.closeWith(decision.reply, 'dropped');
+    } else if (decision.now === true) {
+      this.cancelTimer();
+      this.flushTrickle();
+      if (this.phase !== WAIT) return;
+      this.settle();
+      this.replied(reply);
+    }
+  }
+
+  private flushTrickle(): void {
+    if (this.trickleReply === undefined) return;
+    const rest = this.trickleText.slice(this.trickleAt);
+    this.stopTrickle();
+    this.write(rest);
+  }
+
+  private stopTrickle(): void {
+    this.trickleReply = undefined;
+    this.trickleText = '';
+    this.trickleAt = 0;
+  }
+
+  /** Schedules this session's one timer entry, never past the profile's maxHold. */
+  private arm(ms: number): void {
+    const left = this.startedAt + (this.currentProfile.maxHold ?? DEFAULT_MAX_HOLD) * 1000 - performance.now();
+    this.timer = this.timers.schedule(this, Math.min(ms, Math.max(0, left)));
+  }
+
+  private holdExpired(): boolean {
+    // 1 ms of slack: a timer armed for the deadline fires at it, not after it.
+    return performance.now() >= this.startedAt + (this.currentProfile.maxHold ?? DEFAULT_MAX_HOLD) * 1000 - 1;
+  }
+
+  /** Writes a whole reply (closing ones too: they are never trickled). */
   private send(reply: Reply): void {
+    this.write(toWire(reply));
+  }
+
+  /** The one place bytes are written to the client. */
+  private write(text: string): void {
     const socket = this.socket;
-    if (!socket.writable) return;
-    socket.write(toWire(reply));
+    if (!socket.writable || text === '') return;
+    socket.write(text);
     if (socket.writableLength > this.limits.maxUnread && this.phase < CLOSING) {
       // It does not read what we say: nothing more to learn, and our heap would hold it.
       this.settle();
@@ -417,6 +534,8 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.settle();
     this.cancelTimer();
     this.outcome = outcome;
+    // A reply half trickled is finished first, so the client reads whole lines.
+    this.flushTrickle();
     if (reply !== undefined) this.send(reply);
     if (this.phase >= CLOSING) return;
     this.phase = CLOSING;
@@ -449,6 +568,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     }
     this.cancelTimer();
     this.phase = CLOSED;
+    this.stopTrickle();
     this.reader.clear();
     detach(this.socket);
     const summary = this.summary();

@@ -19,6 +19,7 @@ import type { Vetted } from '../smtp/front.js';
 import type { Trap } from '../trap/trap.js';
 import { endReply, hold, type HoldSession } from './hold.js';
 import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldSummary } from './types.js';
+import { heldStageTimes, recordSessionTiming } from './metrics.js';
 
 /** A rejected client is not held: it meets no delay before the refusal at `rejectAt`. */
 const NO_DELAY: TarpitProfile = {
@@ -145,6 +146,8 @@ class PolicyObserver implements HoldObserver {
   onClose(summary: HoldSummary): void {
     if (this.session) this.forget(this.session);
     this.policy.release();
+    const stages = heldStageTimes(summary.held, summary.client);
+    recordSessionTiming({ verdict: this.policy.verdict, stages, hangup: summary.hangup, held: summary.heldSeconds });
     this.logger.info(
       {
         session: this.vetted.id,
@@ -157,8 +160,7 @@ class PolicyObserver implements HoldObserver {
         lastStage: summary.stage,
         hangup: summary.hangup,
         held: round(summary.heldSeconds),
-        heldByStage: summary.held,
-        clientByStage: summary.client,
+        stages,
         helo: summary.helo,
         from: summary.mailFrom,
         rcpt: summary.rcpts.length > 0 ? summary.rcpts : undefined,

@@ -75,6 +75,8 @@ export const HOLD_OUTCOMES = [
   'error',
   /** `session.close()` from outside (shutdown, a cap). */
   'closed',
+  /** Held for the profile's `maxHold` in all; got the profile's end reply, not allowlisted. */
+  'maxHold',
 ] as const;
 export type HoldOutcome = (typeof HOLD_OUTCOMES)[number];
 

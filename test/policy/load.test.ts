@@ -134,7 +134,10 @@ test('how a hold ends: allowlist or a reply whose code and enhanced status agree
   ]);
   const unused = load('firstContact: {profile: a}\ntarpit: {profile: a}\nprofiles:\n  a: {end: allowlist}\n  b:\n    end: {reply: 421, text: "4.7.0 bye"}\n');
   assert.deepEqual(unused.policy.profiles.get('b')?.end, { kind: 'reply', code: 421, text: '4.7.0 bye' });
-  assert.deepEqual(unused.policy.profiles.get('b')?.delays, { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0 });
+  assert.deepEqual(unused.policy.profiles.get('b')?.delays, { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0, other: 0 });
+  // The issue 4 keys default to today's behaviour: whole replies, exact delays, 10 minutes in all.
+  const b = unused.policy.profiles.get('b');
+  assert.deepEqual([b?.stutter, b?.jitter, b?.maxHold], [0, 0, 600]);
   assert.deepEqual(unused.warnings.map((w) => w.message), ['p/policy.yaml:5:3: profiles.b: not used by firstContact.profile nor tarpit.profile']);
 });
 
@@ -149,6 +152,35 @@ dnswl:
   - zone: wl.example.org
     weight: -5
 `;
+
+test('a profile that could outwait a patient MTA (RFC 5321 §4.5.3.2) is refused where it goes over: delay, jitter or stutter', () => {
+  const profile = (body: string): string => `firstContact: {profile: x}\ntarpit: {profile: x}\nprofiles:\n  x:\n    end: allowlist\n${body}`;
+  // DATA's reply: 2 minutes, though the schema lets other delays reach 300 s.
+  assert.deepEqual(errorsOf(profile('    delays: {data: 121}\n')), [
+    'p/policy.yaml:6:20: profiles.x.delays.data: the data reply can take 121 s (121 s); a patient MTA waits 120 s for it (RFC 5321 §4.5.3.2)',
+  ]);
+  // Jitter's upper bound counts: 250 s may become 300.5 s.
+  assert.deepEqual(errorsOf(profile('    delays: {rcpt: 250}\n    jitter: 0.202\n')), [
+    'p/policy.yaml:7:13: profiles.x.jitter: the rcpt reply can take 300.5 s (250 s + jitter up to 50.5 s); a patient MTA waits 300 s for it (RFC 5321 §4.5.3.2)',
+  ]);
+  // Stutter at 1 B/s: the banner with a hostname of legal length alone takes 267 s, so 40 s before it is too much.
+  const banner = errorsOf(profile('    delays: {banner: 40}\n    stutter: 1\n'));
+  assert.equal(banner.length, 2, banner.join('\n'));
+  assert.match(banner[0]!, /^p\/policy\.yaml:7:14: profiles\.x\.stutter: the banner reply can take 307 s \(40 s \+ 267 s to stutter a 267-byte reply at 1 B\/s\)/);
+  // ...and EHLO's multi-line reply at 1 B/s is over 5 minutes even without a delay.
+  assert.match(banner[1]!, /^p\/policy\.yaml:7:14: profiles\.x\.stutter: the helo reply can take 3\d\d(\.\d)? s \(0 s \+ /);
+  // Within limits: accepted as written.
+  const ok = load(profile('    delays: {banner: 20, data: 100, other: 5}\n    stutter: 20\n    jitter: 0.1\n    maxHold: 120\n'));
+  const x = ok.policy.profiles.get('x');
+  assert.deepEqual([x?.delays.other, x?.stutter, x?.jitter, x?.maxHold], [5, 20, 0.1, 120]);
+  // A maxHold shorter than the delays themselves lets nobody survive: a warning at maxHold.
+  const short = load(profile('    delays: {banner: 20, helo: 20}\n    maxHold: 30\n'));
+  assert.deepEqual(
+    short.warnings.map((w) => w.message),
+    ["p/policy.yaml:7:14: profiles.x.maxHold: shorter than the profile's delays (40 s at least): no client can sit the hold out"],
+  );
+  assert.deepEqual(errorsOf(profile('    jitter: 0.6\n')), ['p/policy.yaml:6:13: profiles.x.jitter: must be <= 0.5']);
+});
 
 test('DNS zones compile: names normalised, answer ranges as integers, timeout defaulted to 2 s', () => {
   const { policy, warnings } = load(ZONES);

@@ -1,0 +1,238 @@
+/**
+ * Issue 4's profile features of the hold, over real loopback sockets:
+ * stutter, delays.other, jitter and maxHold.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { endReply, hold, type HoldOptions, type HoldSession } from '../../src/tarpit/hold.js';
+import { TimerQueue } from '../../src/tarpit/timer-queue.js';
+import type { HoldEvent, HoldSummary } from '../../src/tarpit/types.js';
+import type { TarpitProfile } from '../../src/policy/spec.js';
+
+const END_554: TarpitProfile['end'] = { kind: 'reply', code: 554, text: '5.7.1 Held and refused' };
+
+function profile(extra: Partial<Omit<TarpitProfile, 'delays'>> & { delays?: Partial<TarpitProfile['delays']> } = {}): TarpitProfile {
+  return { name: 'p', end: END_554, ...extra, delays: { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0, ...extra.delays } };
+}
+
+interface Harness {
+  readonly port: number;
+  readonly timers: TimerQueue;
+  readonly sessions: HoldSession[];
+  readonly events: HoldEvent[];
+  /** Calls of onSurvived (which answers what the profile's end says). */
+  readonly survived: { count: number };
+  summary(): Promise<HoldSummary>;
+}
+
+async function serve(t: TestContext, options: Partial<HoldOptions> & { profile: TarpitProfile }): Promise<Harness> {
+  const timers = new TimerQueue();
+  const sessions: HoldSession[] = [];
+  const sockets: Socket[] = [];
+  const summaries: HoldSummary[] = [];
+  const events: HoldEvent[] = [];
+  const survived = { count: 0 };
+  const server = createServer({ pauseOnConnect: true }, (socket) => {
+    sockets.push(socket);
+    sessions.push(
+      hold(socket, {
+        hostname: 'mx.test',
+        ...options,
+        timers,
+        observer: {
+          onEvent: (e) => void events.push(e),
+          onSurvived: (session) => {
+            survived.count++;
+            return endReply(session.profile);
+          },
+          onClose: (s) => void summaries.push(s),
+        },
+      }),
+    );
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+    timers.clear();
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    timers,
+    sessions,
+    events,
+    survived,
+    async summary() {
+      await until(() => summaries.length > 0, 3000, 'summary');
+      return summaries[0]!;
+    },
+  };
+}
+
+async function until(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** A raw client that keeps what it receives and when each chunk arrived. */
+class Raw {
+  text = '';
+  closed = false;
+  /** performance.now() and byte count of each chunk, in order. */
+  readonly chunks: { at: number; bytes: number }[] = [];
+  private constructor(readonly socket: Socket) {
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      this.chunks.push({ at: performance.now(), bytes: d.length });
+      this.text += d;
+    });
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => undefined);
+  }
+  static async connect(port: number): Promise<Raw> {
+    const socket = connect({ host: '127.0.0.1', port });
+    await once(socket, 'connect');
+    return new Raw(socket);
+  }
+  async waitFor(re: RegExp, timeoutMs = 3000): Promise<void> {
+    await until(() => re.test(this.text), timeoutMs, `reply ${re} (have ${JSON.stringify(this.text)})`);
+  }
+  /** Sends `line` and resolves with the ms until the reply's last line (a line with a space after the code) is in. */
+  async timed(line: string, reply: RegExp): Promise<number> {
+    const from = this.text.length;
+    const start = performance.now();
+    this.socket.write(`${line}\r\n`);
+    await until(() => reply.test(this.text.slice(from)), 3000, `reply to ${line} (have ${JSON.stringify(this.text.slice(from))})`);
+    return performance.now() - start;
+  }
+}
+
+test('stutter: a one-line reply at 20 B/s arrives byte by byte, ~50 ms apart, on one timer entry, and counts as held time', async (t) => {
+  const h = await serve(t, { profile: profile({ stutter: 20 }) });
+  const banner = '220 mx.test ESMTP\r\n';
+  const c = await Raw.connect(h.port);
+  await until(() => c.text.length >= 3);
+  // Mid-trickle the session has one entry in the queue: the next byte.
+  assert.equal(h.timers.size, 1);
+  await c.waitFor(/ESMTP\r\n$/);
+  assert.equal(c.text, banner);
+  // Each byte its own chunk (a busy machine may bunch one or two).
+  assert.ok(c.chunks.length >= banner.length - 2, `${c.chunks.length} chunks for ${banner.length} bytes`);
+  const gaps = c.chunks.slice(1).map((chunk, i) => (chunk.at - c.chunks[i]!.at) / chunk.bytes);
+  const sortedGaps = [...gaps].sort((a, b) => a - b);
+  const median = sortedGaps[sortedGaps.length >> 1]!;
+  assert.ok(median >= 45 && median <= 80, `median gap ${median.toFixed(1)} ms (gaps ${gaps.map((g) => g.toFixed(0)).join(' ')})`);
+  const total = c.chunks.at(-1)!.at - c.chunks[0]!.at;
+  const expected = ((banner.length - 1) / 20) * 1000;
+  assert.ok(total >= expected - 30 && total <= expected * 1.5, `trickle took ${total.toFixed(0)} ms, expected ~${expected} ms`);
+  c.socket.write('QUIT\r\n');
+  await until(() => c.closed);
+  const s = await h.summary();
+  assert.equal(s.outcome, 'quit');
+  // The trickle is the stage's held time: ~0.9 s at connect, though the banner had no delay.
+  assert.ok(s.held.connect! >= 0.85, `held at connect ${s.held.connect}`);
+});
+
+test('stutter: the next command is not read before the last byte; talking during the trickle is out of turn', async (t) => {
+  const h = await serve(t, { profile: profile({ stutter: 100 }) });
+  const c = await Raw.connect(h.port);
+  await until(() => c.text.length >= 2);
+  c.socket.write('HELO c.example\r\n');
+  await c.waitFor(/^220 mx\.test ESMTP\r\n250 mx\.test\r\n$/);
+  assert.deepEqual(
+    h.events.map((e) => e.kind),
+    ['pregreet'],
+  );
+  // The reply to HELO was trickled too: ~13 bytes at 100 B/s, after the banner's ~19.
+  const afterBanner = c.chunks.findIndex((_, i) => c.chunks.slice(0, i + 1).reduce((n, ch) => n + ch.bytes, 0) > 19);
+  assert.ok(c.chunks.length - afterBanner >= 10, `HELO reply came in ${c.chunks.length - afterBanner} chunks`);
+});
+
+test('stutter: closing mid-trickle finishes the line first, then the closing reply goes out whole', async (t) => {
+  const h = await serve(t, { profile: profile({ stutter: 20 }) });
+  const c = await Raw.connect(h.port);
+  await until(() => c.text.length >= 3);
+  h.sessions[0]!.close({ code: 421, enhanced: '4.3.2', text: 'Service shutting down' });
+  await until(() => c.closed);
+  assert.equal(c.text, '220 mx.test ESMTP\r\n421 4.3.2 Service shutting down\r\n');
+  assert.equal(h.timers.size, 0);
+});
+
+test('delays.other holds the replies to NOOP, RSET, VRFY, HELP and unknown commands; QUIT goes at once', async (t) => {
+  const h = await serve(t, { profile: profile({ delays: { other: 0.12 } }) });
+  const c = await Raw.connect(h.port);
+  await c.waitFor(/ESMTP\r\n$/);
+  // HELO has its own (zero) delay.
+  assert.ok((await c.timed('HELO c.example', /^250 /m)) < 100);
+  for (const [line, reply] of [
+    ['NOOP', /^250 /m],
+    ['RSET', /^250 /m],
+    ['VRFY root', /^252 /m],
+    ['HELP', /^214 /m],
+    ['FOO', /^500 /m],
+  ] as const) {
+    const ms = await c.timed(line, reply);
+    assert.ok(ms >= 115, `${line} answered after ${ms.toFixed(0)} ms`);
+  }
+  assert.ok((await c.timed('QUIT', /^221 /m)) < 100);
+  const s = await h.summary();
+  assert.equal(s.outcome, 'quit');
+});
+
+test('jitter: each delay is multiplied by a factor in [1 - jitter, 1 + jitter] drawn from the random source', async (t) => {
+  let draw = 0;
+  const h = await serve(t, { profile: profile({ delays: { banner: 0.2 }, jitter: 0.5 }), random: () => draw });
+  const times: number[] = [];
+  for (const r of [0, 0.999]) {
+    draw = r;
+    const start = performance.now();
+    const c = await Raw.connect(h.port);
+    await c.waitFor(/ESMTP\r\n$/);
+    times.push(performance.now() - start);
+    c.socket.destroy();
+  }
+  // 0.2 s × 0.5 and 0.2 s × ~1.5.
+  assert.ok(times[0]! >= 95 && times[0]! < 180, `lowest draw: banner after ${times[0]!.toFixed(0)} ms`);
+  assert.ok(times[1]! >= 295, `highest draw: banner after ${times[1]!.toFixed(0)} ms`);
+});
+
+test('maxHold: a client in a long wait gets the profile’s end reply when the budget runs out, and is not allowlisted', async (t) => {
+  const h = await serve(t, { profile: profile({ delays: { helo: 10 }, maxHold: 0.3, end: { kind: 'allowlist' } }) });
+  const start = performance.now();
+  const c = await Raw.connect(h.port);
+  await c.waitFor(/ESMTP\r\n$/);
+  c.socket.write('HELO c.example\r\n');
+  await until(() => c.closed);
+  const elapsed = performance.now() - start;
+  assert.equal(c.text, '220 mx.test ESMTP\r\n451 4.7.1 Service temporarily unavailable, try again later\r\n');
+  assert.ok(elapsed >= 295 && elapsed < 1500, `ended after ${elapsed.toFixed(0)} ms`);
+  const s = await h.summary();
+  assert.equal(s.outcome, 'maxHold');
+  // Cut short is not sat out: no onSurvived, so no allowlisting.
+  assert.equal(h.survived.count, 0);
+  assert.equal(h.timers.size, 0);
+});
+
+test('maxHold also ends a client idle on its turn, and one that keeps sending commands answered at once', async (t) => {
+  const h = await serve(t, { profile: profile({ maxHold: 0.25 }), limits: { idleTimeout: 30 } });
+  const idle = await Raw.connect(h.port);
+  await idle.waitFor(/ESMTP\r\n$/);
+  await until(() => idle.closed, 2000);
+  assert.equal(idle.text, '220 mx.test ESMTP\r\n554 5.7.1 Held and refused\r\n');
+
+  const chatty = await Raw.connect(h.port);
+  await chatty.waitFor(/ESMTP\r\n$/);
+  const start = performance.now();
+  while (!chatty.closed && performance.now() - start < 2000) {
+    chatty.socket.write('NOOP\r\n');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.ok(chatty.closed, 'closed within 2 s');
+  assert.match(chatty.text, /250 2\.0\.0 Ok\r\n554 5\.7\.1 Held and refused\r\n$/);
+});

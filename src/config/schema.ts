@@ -185,10 +185,10 @@ export interface Config {
     readonly maxHeld: number;
     readonly maxHeldPerClient: number;
     readonly maxHeldPerGroup: number;
-    /** prefix lengths for maxHeldPerGroup */
+    /** Prefix lengths of a client's network for maxHeldPerGroup. */
     readonly groupIpv4: number;
     readonly groupIpv6: number;
-    /** bytes of RSS; 0 = off */
+    /** Bytes of process RSS above which nothing new is held; 0 turns the check off. */
     readonly memoryBudget: number;
   };
   readonly tls: { readonly key?: string; readonly cert?: string };

@@ -4,21 +4,14 @@
  * is refused at once (421) instead of held. Only held clients are counted:
  * clean clients take the relay path and never meet these caps.
  */
+import type { Config } from '../config/schema.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
 
 /** Which cap refused a client; also the `cap` label of smtp_tarpit_tarpit_refused_total. */
 export type HoldCap = 'held' | 'per_client' | 'per_group' | 'memory';
 
-export interface HoldCapsConfig {
-  readonly maxHeld: number;
-  readonly maxHeldPerClient: number;
-  readonly maxHeldPerGroup: number;
-  /** Prefix lengths of a client's network for maxHeldPerGroup. */
-  readonly groupIpv4: number;
-  readonly groupIpv6: number;
-  /** Bytes of process RSS above which nothing new is held; 0 turns the check off. */
-  readonly memoryBudget: number;
-}
+/** The `tarpit` section of the configuration (src/config/schema.ts). */
+export type HoldCapsConfig = Config['tarpit'];
 
 export interface HoldCapsClock {
   /** Milliseconds, monotonic enough for a once-a-second sample. */

@@ -1,0 +1,258 @@
+/**
+ * A crowd in the tarpit (issue 4, Tests 1–2): bots that give up, talk before
+ * the banner or pipeline blindly, held side by side by the real proxy on
+ * loopback, get nothing to the backend, and the stage each one hung up in
+ * shows in hangups_total and in its session log line; a real patient MTA
+ * (swaks, long timeouts) sits a first-contact hold out, hears 451 4.7.1, and
+ * its retry is relayed at once, while a bot doing the same with less patience
+ * gets nothing through. Delays are 1 s a stage so the file runs in seconds;
+ * metrics live in one process-wide registry, so assertions compare scrapes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { runBot, type BotResult } from '../helpers/bot.js';
+import { policyDir } from '../helpers/policy-dir.js';
+import { canRunPostfix, startPostfix } from '../helpers/postfix.js';
+import { requireTool } from '../helpers/require-tool.js';
+import { scrape, type Scrape } from '../helpers/scrape.js';
+import { startBackend } from '../helpers/smtp-backend.js';
+import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
+import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+
+type StageTimes = Record<string, { client: number; held: number; backend: number }>;
+
+const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data', 'body', 'relay', 'quit'];
+const HANGUPS = 'smtp_tarpit_hangups_total';
+/** Timer and scheduling slack on a busy 2-core machine, in seconds. */
+const SLACK = 0.3;
+
+async function sessionOf(p: RunningProxy, client: string, nth = 1): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const lines = p.sessionLogs().filter((l) => l.client === client);
+    if (lines.length >= nth) return lines[nth - 1]!;
+    if (Date.now() > deadline) throw new Error(`no session log line #${nth} for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function delta(before: Scrape, after: Scrape, name: string, labels: Record<string, string>): number {
+  return after.sum(name, labels) - before.sum(name, labels);
+}
+
+function near(actual: number | undefined, expected: number, what: string): void {
+  assert.ok(actual !== undefined && Math.abs(actual - expected) <= SLACK, `${what}: ${actual} s, expected ${expected} ± ${SLACK}`);
+}
+
+/** Asserts the held seconds per stage: the stages listed, and no others. */
+function assertHeld(line: Record<string, unknown>, expected: Record<string, number>): void {
+  const stages = line.stages as StageTimes;
+  const who = String(line.client);
+  for (const stage of STAGES) {
+    if (expected[stage] === undefined) assert.ok(stages[stage] === undefined || stages[stage].held === 0, `${who} never held in ${stage}: ${JSON.stringify(stages)}`);
+    else near(stages[stage]?.held, expected[stage], `${who} held in ${stage}`);
+    if (stages[stage]) assert.equal(stages[stage].backend, 0, `${who}: a held session never talks to the backend`);
+  }
+  const total = Object.values(expected).reduce((a, b) => a + b, 0);
+  near(line.held as number, total, `${who} held in all`);
+}
+
+function reasons(line: Record<string, unknown>): string[] {
+  return (line.reasons as string[] | undefined) ?? [];
+}
+
+function events(line: Record<string, unknown>): Record<string, number> {
+  return (line.events as Record<string, number> | undefined) ?? {};
+}
+
+test('a crowd of bots in the tarpit: none reaches the backend; hangups_total and each log line name the stage it gave up in, with held times to match', async (t) => {
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  const policies = policyDir(t, {
+    block: ['127.0.9.0/24'],
+    policy: {
+      // Pregreet and pipelining add evidence but keep the verdict `tarpit`, so every hang-up is counted under one verdict.
+      verdicts: { tarpit: 3, reject: 20, drop: 30 },
+      profiles: { tarpit: { delays: { banner: 1, helo: 1, mail: 1, rcpt: 1, data: 1 }, end: { reply: 451, text: '4.7.1 Try again later' } } },
+    },
+  });
+  await withProxy({ backendPort: backend.port, metrics: true, config: { policies } }, async (p) => {
+    const before = await scrape(p.metricsPort);
+    const [a, b, c, d] = await Promise.all([
+      runBot({ port: p.port, localAddress: '127.0.9.1', style: 'polite', patienceMs: 500 }),
+      runBot({ port: p.port, localAddress: '127.0.9.2', style: 'pregreet', patienceMs: 1500 }),
+      runBot({ port: p.port, localAddress: '127.0.9.3', style: 'pipeline', patienceMs: 3500 }),
+      runBot({ port: p.port, localAddress: '127.0.9.4', style: 'polite', patienceMs: 2500 }),
+    ]);
+    const gaveUp = (r: BotResult) => r.gaveUp;
+    assert.ok([a, b, c, d].every(gaveUp), `every bot gave up rather than being closed: ${JSON.stringify([a, b, c, d])}`);
+    assert.deepEqual(a.codes, [], 'a: no banner within 0.5 s');
+    assert.deepEqual(b.codes, [220], 'b: the banner, then EHLO held past its patience');
+    assert.deepEqual(c.codes, [220, 250, 250], 'c: banner, EHLO, MAIL; RCPT held past its patience');
+    assert.deepEqual(d.codes, [220, 250], 'd: banner, EHLO; MAIL held past its patience');
+
+    const [la, lb, lc, ld] = [await sessionOf(p, '127.0.9.1'), await sessionOf(p, '127.0.9.2'), await sessionOf(p, '127.0.9.3'), await sessionOf(p, '127.0.9.4')];
+    for (const [line, stage] of [
+      [la, 'connect'],
+      [lb, 'helo'],
+      [lc, 'rcpt'],
+      [ld, 'mail'],
+    ] as const) {
+      assert.equal(line.verdict, 'tarpit', JSON.stringify(line));
+      assert.equal(line.path, 'hold');
+      assert.equal(line.outcome, 'hangup');
+      assert.equal(line.hangup, stage, `${String(line.client)} hung up in ${stage}: ${JSON.stringify(line)}`);
+    }
+    assertHeld(la, { connect: 0.5 });
+    assertHeld(lb, { connect: 1, helo: 0.5 });
+    assertHeld(lc, { connect: 1, helo: 1, mail: 1, rcpt: 0.5 });
+    assertHeld(ld, { connect: 1, helo: 1, mail: 0.5 });
+
+    assert.ok(reasons(lb).some((r) => r.startsWith('pregreet +8: sent') && r.endsWith('bytes before the banner')), JSON.stringify(lb.reasons));
+    assert.equal(events(lb).pregreet, 1, JSON.stringify(lb.events));
+    assert.ok(reasons(lc).some((r) => r.startsWith('protocol.pipelining +5')), JSON.stringify(lc.reasons));
+    assert.ok((events(lc).pipelining ?? 0) >= 1, JSON.stringify(lc.events));
+    assert.equal(events(lc).pregreet ?? 0, 0, 'c waited for the banner');
+    for (const line of [la, ld]) {
+      assert.deepEqual(
+        reasons(line).map((r) => r.split(' ')[0]),
+        ['block'],
+        `${String(line.client)} behaved: only the block list speaks against it`,
+      );
+      assert.equal((events(line).pregreet ?? 0) + (events(line).pipelining ?? 0), 0);
+    }
+
+    assert.equal(backend.messages.length, 0);
+    assert.equal(backend.connections.size, 0, 'no XCLIENT for any bot: none was handed to the relay');
+
+    const after = await scrape(p.metricsPort);
+    const hangups = Object.fromEntries(STAGES.map((stage) => [stage, delta(before, after, HANGUPS, { stage, verdict: 'tarpit' })]));
+    assert.deepEqual(hangups, { connect: 1, helo: 1, mail: 1, rcpt: 1, data: 0, body: 0, relay: 0, quit: 0 });
+    assert.equal(delta(before, after, HANGUPS, {}), 4, 'no hang-up counted under another verdict');
+    assert.equal(delta(before, after, 'smtp_tarpit_held_seconds_count', { verdict: 'tarpit' }), 4);
+    near(delta(before, after, 'smtp_tarpit_held_seconds_sum', { verdict: 'tarpit' }), 0.5 + 1.5 + 3.5 + 2.5, 'held_seconds_sum, all four');
+  });
+});
+
+interface Run {
+  readonly code: number;
+  readonly output: string;
+  readonly seconds: number;
+}
+
+/** swaks as a patient MTA: waits up to 60 s for every reply (RFC 5321 §4.5.3.2 asks for minutes). */
+function swaks(port: number, localAddress: string): Promise<Run> {
+  const args = ['--server', '127.0.0.1', '--port', String(port), '--local-interface', localAddress, '--timeout', '60'];
+  args.push('--helo', 'mta.example.org', '--from', 'patient@example.org', '--to', 'rcpt@example.net', '--header', 'Subject: patient', '--body', 'sat it out');
+  const started = performance.now();
+  return new Promise((resolve) => {
+    execFile('swaks', args, { timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, output: stdout + stderr, seconds: (performance.now() - started) / 1000 });
+    });
+  });
+}
+
+test('a patient MTA (swaks) sits a first-contact hold out, hears 451 4.7.1 and its retry is relayed at once; a bot with 2.5 s of patience gets nothing through', async (t) => {
+  if (!requireTool(t, 'swaks')) return;
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  const policies = policyDir(t, {
+    policy: {
+      firstContact: { enabled: true, profile: 'first-contact' },
+      profiles: { 'first-contact': { delays: { banner: 1, helo: 1, mail: 1, rcpt: 1, data: 1 }, end: 'allowlist' } },
+    },
+  });
+  await withProxy({ backendPort: backend.port, metrics: true, config: { policies } }, async (p) => {
+    const before = await scrape(p.metricsPort);
+    const [first, bot] = await Promise.all([swaks(p.port, '127.0.21.1'), runBot({ port: p.port, localAddress: '127.0.21.2', style: 'polite', patienceMs: 2500 })]);
+
+    assert.match(first.output, /<\*\* +451 4\.7\.1/, first.output);
+    assert.notEqual(first.code, 0, 'swaks reports the temporary failure');
+    assert.ok(first.seconds >= 4 && first.seconds < 15, `swaks sat the 5 × 1 s hold out: ${first.seconds} s`);
+    const held = await sessionOf(p, '127.0.21.1');
+    assert.equal(held.firstContact, true, JSON.stringify(held));
+    assert.equal(held.path, 'hold');
+    assert.equal(held.outcome, 'survived', JSON.stringify(held));
+    assert.equal(backend.messages.length, 0, 'nothing relayed from the hold');
+
+    const retry = await swaks(p.port, '127.0.21.1');
+    assert.equal(retry.code, 0, retry.output);
+    assert.match(retry.output, /<- +250 /, retry.output);
+    assert.ok(retry.seconds < 0.9, `the retry met no wait (each would be 1 s): ${retry.seconds} s`);
+    assert.equal(backend.messages.length, 1);
+    const [message] = backend.messages;
+    assert.equal(message!.clientAddress, '127.0.21.1', 'XCLIENT carried the MTA\'s own address');
+    assert.equal(message!.from, 'patient@example.org');
+    assert.deepEqual(message!.to, ['rcpt@example.net']);
+    assert.match(message!.body.toString('latin1'), /Subject: patient/);
+    const relayed = await sessionOf(p, '127.0.21.1', 2);
+    assert.ok(reasons(relayed).some((r) => r.startsWith('allowlist-cache')), JSON.stringify(relayed.reasons));
+
+    // The bot behaved just like swaks but gave up 2.5 s in, while MAIL was held.
+    assert.ok(bot.gaveUp, JSON.stringify(bot));
+    assert.deepEqual(bot.codes, [220, 250]);
+    const botLine = await sessionOf(p, '127.0.21.2');
+    assert.equal(botLine.outcome, 'hangup', JSON.stringify(botLine));
+    assert.equal(botLine.hangup, 'mail');
+    assertHeld(botLine, { connect: 1, helo: 1, mail: 0.5 });
+    const after = await scrape(p.metricsPort);
+    assert.equal(delta(before, after, HANGUPS, { stage: 'mail', verdict: String(botLine.verdict) }), 1);
+    assert.equal(delta(before, after, HANGUPS, {}), 1, 'swaks never hung up');
+
+    // Giving up earns no place in the allowlist cache: the bot's next try is held again.
+    const again = await SmtpClient.connect({ port: p.port, localAddress: '127.0.21.2', timeout: 3000 });
+    const started = performance.now();
+    assert.equal((await again.read()).code, 220);
+    const bannerSeconds = (performance.now() - started) / 1000;
+    again.destroy();
+    assert.ok(bannerSeconds >= 0.9, `banner held again: ${bannerSeconds} s`);
+    assert.equal(backend.messages.length, 1, 'only the patient MTA\'s message');
+  });
+});
+
+test('a real patient MTA (a second Postfix\'s smtp client, relaying to the proxy) is held on first contact, deferred with 451 4.7.1, and delivered by its own retry', async (t) => {
+  if (!canRunPostfix(t)) return;
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  const policies = policyDir(t, {
+    policy: {
+      firstContact: { enabled: true, profile: 'first-contact' },
+      profiles: { 'first-contact': { delays: { banner: 1, helo: 1, mail: 1, rcpt: 1, data: 1 }, end: 'allowlist' } },
+    },
+  });
+  await withProxy({ backendPort: backend.port, config: { policies } }, async (p) => {
+    // Every foreign domain goes to the proxy, from 127.0.22.1; the helper's 1–2 s backoff makes the retry quick.
+    const sender = await startPostfix({
+      extraMain: { relayhost: `[127.0.0.1]:${p.port}`, default_transport: 'smtp', relay_transport: 'smtp', smtp_bind_address: '127.0.22.1' },
+    });
+    try {
+      const submit = await SmtpClient.open({ port: sender.port, timeout: 5000 });
+      assert.equal((await submit.command('EHLO submitter.example')).code, 250);
+      const sent = await submit.send('patient@local.test', ['rcpt@example.net'], wireBody('Subject: from postfix\n\nsat it out\n'));
+      assert.equal(sent.end?.code, 250, JSON.stringify(sent));
+      await submit.quit();
+
+      const deferred = await sender.waitForLog(/status=deferred .*451 4\.7\.1/, 15_000);
+      assert.match(deferred, /rcpt@example\.net/);
+      const held = await sessionOf(p, '127.0.22.1');
+      assert.equal(held.outcome, 'survived', JSON.stringify(held));
+      assert.equal(held.firstContact, true);
+      assertHeld(held, { connect: 1, helo: 1, mail: 1, rcpt: 1, data: 1 });
+
+      await sender.waitForLog(/status=sent /, 15_000);
+      assert.equal(backend.messages.length, 1);
+      const [message] = backend.messages;
+      assert.equal(message!.clientAddress, '127.0.22.1');
+      assert.equal(message!.from, 'patient@local.test');
+      assert.deepEqual(message!.to, ['rcpt@example.net']);
+      assert.match(message!.body.toString('latin1'), /^Subject: from postfix$/m);
+      const relayed = await sessionOf(p, '127.0.22.1', 2);
+      assert.ok(reasons(relayed).some((r) => r.startsWith('allowlist-cache')), JSON.stringify(relayed.reasons));
+      assert.equal(relayed.hangup, undefined, JSON.stringify(relayed));
+    } finally {
+      await sender.stop();
+    }
+  });
+});

@@ -106,6 +106,8 @@ export async function explain(args: ExplainArgs): Promise<Explanation> {
       ? undefined
       : profile.end.kind === 'allowlist'
         ? `${toWire(replyError('TARPIT_ERR_POLICY_TEMPFAIL').reply).trimEnd()} (allowlisted: the retry is relayed)`
+        : profile.end.kind === 'relay'
+          ? 'relayed in the same connection after the banner delay (allowlisted)'
         : toWire(endReply(profile)).trimEnd();
   return {
     client: { ip: args.ip, helo: args.helo, from: args.from, rcpt: args.rcpt, name: session.clientName },

@@ -86,7 +86,7 @@ export function loadPolicyText(text: string, options: PolicyTextOptions): Loaded
 
 function policyReason(e: ErrorObject, path: YamlPath): string | undefined {
   const last = path[path.length - 1];
-  if (e.keyword === 'anyOf' && last === 'end') return 'must be allowlist, or {reply: 421, 451 or 554, text: "..."}';
+  if (e.keyword === 'anyOf' && last === 'end') return 'must be allowlist, relay, or {reply: 421, 451 or 554, text: "..."}';
   if (e.keyword === 'anyOf' && last === 'allow') return 'must be a file name, or {file: name}';
   if (e.keyword === 'propertyNames') return 'profile names are letters, digits, -, _ and dots, starting with a letter or digit, at most 64 long';
   if (e.keyword === 'pattern' && last === 'text') return 'must be printable ASCII on one line';
@@ -173,6 +173,12 @@ class Loader {
           this.error([...path, 'end', 'text'], `enhanced status code ${enhanced[0].trim()} does not match reply ${p.end.reply} (write ${replyClass}.x.x)`);
         }
       }
+      if (p.end === 'relay') {
+        // The hand-over happens before the banner: a delay at any later stage would never be served.
+        for (const wait of ['helo', 'mail', 'rcpt', 'data', 'other'] as const) {
+          if (p.delays[wait] !== 0) this.error([...path, 'delays', wait], 'must be 0 with end: relay (the client is handed to the relay path after the banner delay)');
+        }
+      }
       this.checkPatience(path, p);
       profiles.set(name, {
         name,
@@ -180,7 +186,7 @@ class Loader {
         stutter: p.stutter,
         jitter: p.jitter,
         maxHold: p.maxHold,
-        end: p.end === 'allowlist' ? { kind: 'allowlist' } : { kind: 'reply', code: p.end.reply, text: p.end.text },
+        end: typeof p.end === 'string' ? { kind: p.end } : { kind: 'reply', code: p.end.reply, text: p.end.text },
       });
     }
     return profiles;

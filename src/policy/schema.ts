@@ -86,9 +86,10 @@ const PROFILE = {
     },
     end: {
       description:
-        'What a client that sat every delay out gets at DATA; nothing is relayed from a hold. `allowlist`: remembered in the allowlist cache and told 451 4.7.1, so its retry is relayed. Or a reply that refuses it: {reply: 421|451|554, text}.',
+        'What a client that sat every delay out gets at DATA; nothing is relayed from a hold. `allowlist`: remembered in the allowlist cache and told 451 4.7.1, so its retry is relayed. `relay` (every delay but banner 0): a client that said nothing during the greet wait is allowlisted and relayed in the same connection. Or a reply that refuses it: {reply: 421|451|554, text}.',
       anyOf: [
         { const: 'allowlist' },
+        { const: 'relay' },
         {
           type: 'object',
           additionalProperties: false,
@@ -298,5 +299,5 @@ export interface RawProfile {
   stutter: number;
   jitter: number;
   maxHold: number;
-  end: 'allowlist' | { reply: 421 | 451 | 554; text: string };
+  end: 'allowlist' | 'relay' | { reply: 421 | 451 | 554; text: string };
 }

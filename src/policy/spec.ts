@@ -54,9 +54,15 @@ export interface TarpitProfile {
   /**
    * What a client that sat every delay out gets at DATA (nothing is relayed from a hold):
    * `allowlist`: remembered in the allowlist cache and told 451 4.7.1 so its retry is relayed;
-   * a reply: refused with that code and text.
+   * a reply: refused with that code and text;
+   * `relay` (only with every delay but `banner` 0: the loader checks): a pass client that said nothing
+   * during the greet wait is allowlisted and handed to the relay path in the same connection (issue 4);
+   * one that did not get that far ends like `allowlist`.
    */
-  readonly end: { readonly kind: 'allowlist' } | { readonly kind: 'reply'; readonly code: 421 | 451 | 554; readonly text: string };
+  readonly end:
+    | { readonly kind: 'allowlist' }
+    | { readonly kind: 'relay' }
+    | { readonly kind: 'reply'; readonly code: 421 | 451 | 554; readonly text: string };
 }
 
 export interface Policy {

@@ -50,12 +50,22 @@ export interface Vetted {
   readonly policy: SessionPolicy;
 }
 
+/** What a connection holds in the front's accounting, released when its socket closes. */
+interface Admitted {
+  client?: string;
+  state: 'vetting' | 'held' | 'relaying';
+  /** Counted by the tarpit caps (HoldCaps) while held. */
+  capped?: boolean;
+}
+
 export class Front {
   private readonly server: Server;
   private readonly limits: ConnectionLimits;
   private readonly holdCaps: HoldCaps;
   /** Every socket we accepted and have not seen close, by the id smtp-server's session will carry. */
   private readonly sockets = new Map<string, Socket>();
+  /** Every accepted socket's accounting, by session id, until it closes: `relay` moves a held one to the relay path. */
+  private readonly admitted = new Map<string, Admitted>();
   private closing = false;
   /** Session ids: a random per-process prefix and a counter, unique without a syscall per connection. */
   private readonly idPrefix = randomBytes(4).toString('hex');
@@ -100,12 +110,15 @@ export class Front {
     this.sockets.set(id, socket);
     sessionsActive.inc({ state: 'vetting' });
     // Filled in as the socket passes each gate; read when it closes.
-    const admitted: { client?: string; state: 'vetting' | 'held' | 'relaying' } = { state: 'vetting' };
+    const admitted: Admitted = { state: 'vetting' };
+    this.admitted.set(id, admitted);
     socket.once('close', () => {
       this.sockets.delete(id);
+      this.admitted.delete(id);
       this.deps.vetted.delete(id);
       this.limits.release();
       if (admitted.client !== undefined) this.limits.releaseClient(admitted.client);
+      if (admitted.capped === true) this.holdCaps.release(admitted.client ?? remoteAddress);
       sessionsActive.dec({ state: admitted.state });
     });
 
@@ -168,7 +181,7 @@ export class Front {
         );
         return this.refuse(socket, full, 'refused_tarpit_full');
       }
-      socket.once('close', () => this.holdCaps.release(remoteAddress));
+      admitted.capped = true;
     }
     sessionsActive.dec({ state: 'vetting' });
     if (holding) {
@@ -184,6 +197,41 @@ export class Front {
     connectionsTotal.inc({ result: 'accepted' });
     admitted.state = 'relaying';
     sessionsActive.inc({ state: 'relaying' });
+    this.toRelay(socket, vetted);
+  }
+
+  /**
+   * A held client whose greet wait ended in a hand-over (a profile with
+   * `end: relay`; the tarpit calls this): it leaves the tarpit's caps and
+   * joins the relay path in the same connection, drained on shutdown like
+   * any relay session.
+   */
+  relay(socket: Socket, vetted: Vetted): void {
+    const admitted = this.admitted.get(vetted.id);
+    if (admitted === undefined || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    if (admitted.capped === true) {
+      admitted.capped = false;
+      this.holdCaps.release(vetted.remoteAddress);
+    }
+    sessionsActive.dec({ state: admitted.state });
+    admitted.state = 'relaying';
+    sessionsActive.inc({ state: 'relaying' });
+    if (this.closing) {
+      // The drain may be over already: the client hears 421 before any banner and retries.
+      socket.end(replyError('TARPIT_ERR_SHUTTING_DOWN').toWire());
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    this.sockets.set(vetted.id, socket);
+    this.toRelay(socket, vetted);
+  }
+
+  /** The relay path: smtp-server's onConnect finds the vetted session by id. */
+  private toRelay(socket: Socket, vetted: Vetted): void {
+    const { id, remoteAddress, remotePort } = vetted;
     this.deps.vetted.set(id, vetted);
     watchHangup(vetted, socket);
     handOver(this.deps.smtp, socket, { id, remoteAddress, remotePort });

@@ -63,7 +63,8 @@ export class Proxy {
     });
     // Throws the policy directory's errors (file:line:col) when it is invalid at start-up.
     this.policy = new PolicyStore(config.policies, createPolicyState(config), localIdentity(config), logger);
-    this.tarpit = new Tarpit({ config, trap: this.trap, logger });
+    // `relay` runs only after start(), when the front exists: a greet wait that ends in a hand-over (end: relay).
+    this.tarpit = new Tarpit({ config, trap: this.trap, logger, relay: (socket, session) => this.front.relay(socket, session) });
     const vetted = new Map<string, Vetted>();
     this.handlers = new RelayHandlers({
       config,

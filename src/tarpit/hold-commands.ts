@@ -72,7 +72,8 @@ export const hostReply = {
 
 /** The reply a survivor gets when no observer answers `onSurvived`: what the profile's end says. */
 export function endReply(profile: TarpitProfile): Reply {
-  if (profile.end.kind === 'allowlist') return { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, try again later' };
+  // `relay` reaches here only for a client that was not handed over (it talked, or its verdict rose): told to retry, like `allowlist`.
+  if (profile.end.kind !== 'reply') return { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, try again later' };
   const { enhanced, text } = splitEnhanced(profile.end.text);
   return { code: profile.end.code, enhanced, text };
 }

@@ -364,6 +364,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
 
   /** The held reply is due: write it and let the client talk, or close. */
   private deliver(): void {
+    if (this.mayRelay()) return this.relay();
     this.settle();
     const pending = this.pending;
     if (pending === 'end') {
@@ -524,6 +525,44 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
 
   private dropReply(): Reply {
     return hostReply.drop(this.hostname);
+  }
+
+  // --- the greet wait's hand-over (`end: relay`) ---
+
+  /** The banner is due, nothing was said, and the profile and the observer let the client go to the relay path. */
+  private mayRelay(): boolean {
+    return (
+      this.currentStage === 'connect' &&
+      this.pendingEffect === 'banner' &&
+      this.pendingClose === undefined &&
+      this.bytesRead === 0 &&
+      !this.talked &&
+      this.currentProfile.end.kind === 'relay' &&
+      this.observer?.onRelay !== undefined &&
+      this.observer.mayRelay?.(this) === true &&
+      this.phase === WAIT
+    );
+  }
+
+  /**
+   * Lets go of the socket, paused and with nothing read (`bytesRead` is 0),
+   * so the relay path starts from a clean connection and writes its own
+   * banner. The session ends here without `onClose`.
+   */
+  private relay(): void {
+    this.settle();
+    this.cancelTimer();
+    this.outcome = 'relayed';
+    this.phase = CLOSED;
+    this.socket.pause();
+    detach(this.socket);
+    const summary = this.summary();
+    try {
+      this.observer?.onRelay?.(this.socket, summary);
+    } catch (err) {
+      this.report(err);
+      this.socket.destroy();
+    }
   }
 
   // --- ending ---

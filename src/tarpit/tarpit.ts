@@ -35,6 +35,8 @@ export interface TarpitDeps {
   readonly config: Config;
   readonly trap: Trap;
   readonly logger: Logger;
+  /** Gives a held client whose greet wait ended in a hand-over (`end: relay`) to the relay path, in the same connection. */
+  readonly relay: (socket: Socket, vetted: Vetted) => void;
 }
 
 export class Tarpit {
@@ -48,7 +50,7 @@ export class Tarpit {
 
   hold(socket: Socket, vetted: Vetted): void {
     const { config, trap } = this.deps;
-    const observer = new PolicyObserver(vetted, this.deps.logger, (s) => this.sessions.delete(s));
+    const observer = new PolicyObserver(vetted, this.deps, (s) => this.sessions.delete(s));
     const session = hold(socket, {
       hostname: config.hostname,
       profile: vetted.policy.profile ?? NO_DELAY,
@@ -58,7 +60,8 @@ export class Tarpit {
       onError: (err) => trap.catch('connect', err, { sessionId: vetted.id }),
     });
     observer.session = session;
-    this.sessions.add(session);
+    // A greet wait of 0 can hand the client over before hold() returns: nothing left to hold.
+    if (!session.closed) this.sessions.add(session);
   }
 
   /** Shutdown: every held client is told 421 and closed; none of them has a transaction to finish. */
@@ -74,11 +77,14 @@ class PolicyObserver implements HoldObserver {
   /** The score when the hold began: a survivor whose score rose since did something wrong while held. */
   private readonly startScore: number;
 
+  private readonly logger: Logger;
+
   constructor(
     private readonly vetted: Vetted,
-    private readonly logger: Logger,
+    private readonly deps: TarpitDeps,
     private readonly forget: (session: HoldSession) => void,
   ) {
+    this.logger = deps.logger;
     this.startScore = vetted.policy.score.total;
   }
 
@@ -137,10 +143,33 @@ class PolicyObserver implements HoldObserver {
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;
     if (profile.end.kind === 'allowlist') {
-      if (this.policy.verdict === 'pass' && this.policy.score.total <= this.startScore) this.vetted.engine.survived(this.policy);
+      if (this.clean) this.vetted.engine.survived(this.policy);
       return replyError('TARPIT_ERR_POLICY_TEMPFAIL').reply;
     }
     return endReply(profile);
+  }
+
+  /** Still pass, and nothing wrong since the hold began: what earns the allowlist. */
+  private get clean(): boolean {
+    return this.policy.verdict === 'pass' && this.policy.score.total <= this.startScore;
+  }
+
+  /** The greet wait of an `end: relay` profile is over: a clean client goes to the relay path; one whose verdict rose is held on. */
+  mayRelay(): boolean {
+    return this.clean;
+  }
+
+  /**
+   * Allowlisted like any survivor, and relayed in this very connection. The
+   * relay path writes the banner and, at close, the session's one log line;
+   * the hold writes none (its summary would be a second line for one connection).
+   */
+  onRelay(socket: Socket): void {
+    if (this.session) this.forget(this.session);
+    this.vetted.engine.survived(this.policy);
+    // It survived its first contact: the relay path's gates must not hold it again as one.
+    this.policy.firstContact = false;
+    this.deps.relay(socket, this.vetted);
   }
 
   onClose(summary: HoldSummary): void {

@@ -5,6 +5,7 @@
  * command with the reply the hold would give, and may replace that reply,
  * close, or drop.
  */
+import type { Socket } from 'node:net';
 import type { Reply } from '../core/reply.js';
 import type { Stage } from '../core/stage.js';
 import type { TarpitProfile } from '../policy/spec.js';
@@ -77,6 +78,8 @@ export const HOLD_OUTCOMES = [
   'closed',
   /** Held for the profile's `maxHold` in all; got the profile's end reply, not allowlisted. */
   'maxHold',
+  /** Sat the greet wait of an `end: relay` profile out silently; the socket went to the relay path (`onRelay`). */
+  'relayed',
 ] as const;
 export type HoldOutcome = (typeof HOLD_OUTCOMES)[number];
 
@@ -130,7 +133,18 @@ export interface HoldObserver {
   onCommand?(command: HoldCommand, session: HoldControl): Decision | undefined;
   /** The client sat the DATA wait out: the reply it gets before we close. Default: the profile's end (see `endReply`). */
   onSurvived?(session: HoldControl): Reply;
-  /** Exactly once per session, after the socket closed, whatever ended it. */
+  /**
+   * The greet wait of a profile that ends in `relay` is over and the client
+   * said nothing: may it go to the relay path now (true), or is it held on?
+   */
+  mayRelay?(session: HoldControl): boolean;
+  /**
+   * After `mayRelay` said yes: the hold has let go of the socket (paused, its
+   * listeners and timer gone, no byte read, no banner written) and the
+   * observer owns it. Instead of `onClose`: the relay path logs the session.
+   */
+  onRelay?(socket: Socket, summary: HoldSummary): void;
+  /** Exactly once per session, after the socket closed, whatever ended it (unless handed over: `onRelay`). */
   onClose?(summary: HoldSummary): void;
 }
 

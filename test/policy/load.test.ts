@@ -128,7 +128,7 @@ test('how a hold ends: allowlist or a reply whose code and enhanced status agree
   const badCode = shippedWith('      reply: 451', '      reply: 450');
   assert.deepEqual(errorsOf(badCode), [`p/policy.yaml:${lineOf(badCode, 'reply: 450')}:14: profiles.tarpit.end.reply: must be one of 421, 451, 554`]);
   const word = shippedWith('    end: allowlist ', '    end: allowlisted ');
-  assert.deepEqual(errorsOf(word), [`p/policy.yaml:${lineOf(word, 'end: allowlisted')}:10: profiles.first-contact.end: must be allowlist, or {reply: 421, 451 or 554, text: "..."}`]);
+  assert.deepEqual(errorsOf(word), [`p/policy.yaml:${lineOf(word, 'end: allowlisted')}:10: profiles.first-contact.end: must be allowlist, relay, or {reply: 421, 451 or 554, text: "..."}`]);
   assert.deepEqual(errorsOf('firstContact: {profile: x}\ntarpit: {profile: x}\nprofiles:\n  x:\n    end: {reply: 451, text: "4.7.1 a\\r\\nRCPT TO:<x>"}\n'), [
     'p/policy.yaml:5:29: profiles.x.end.text: must be printable ASCII on one line',
   ]);

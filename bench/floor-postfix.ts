@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { benchPolicies } from './lib/bench-policies.js';
 import { freePort, requireExecutable, runSource, sleep, startProxy, stopAll, type ProxyProcess } from './lib/procs.js';
+import { median } from './lib/report.js';
 import { startPostfix } from '../test/helpers/postfix.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -56,11 +57,6 @@ async function quiet(): Promise<void> {
   }
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
 interface Run {

@@ -34,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { benchPolicies } from './lib/bench-policies.js';
 import { freePort, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProxyProcess } from './lib/procs.js';
+import { median, table } from './lib/report.js';
 import { summarise, type CpuProfile } from './lib/floor-profile.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -224,17 +225,6 @@ async function measure(server: Server, sinkCount: () => Promise<number>, mode: M
     ok: problems.length === 0,
     ...(problems.length ? { problem: `${server.target} ${mode}: ${problems.join('; ')}` } : {}),
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
-
-function table(rows: string[][]): string {
-  const w = rows[0]?.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(w[c] ?? 0) : cell.padStart(w[c] ?? 0))).join('  ')).join('\n');
 }
 
 const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');

@@ -21,7 +21,7 @@ import { benchPolicies } from './lib/bench-policies.js';
 import { buildDist } from './lib/build-dist.js';
 import type { ClientStatus, HoldClientOptions } from './lib/hold-client.js';
 import { blockAllLoopbackBut, holdPolicy } from './lib/hold-policy.js';
-import { freePort, killAllSync, sleep, startProxy, startSink, stopAll, type ProxyProcess } from './lib/procs.js';
+import { freePort, runBench, sleep, startProxy, startSink, stopAll, type ProxyProcess } from './lib/procs.js';
 import { finishReport, fmt, median, percentile, printHeader, round, table } from './lib/report.js';
 import { smallMessage, timedSend } from './lib/smtp-timer.js';
 
@@ -369,11 +369,4 @@ async function main(): Promise<number> {
   return finishReport(run, figures, flagged);
 }
 
-process.on('exit', killAllSync);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`\n${signal}: stopping everything the bench started`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-process.exitCode = await main();
+await runBench(main);

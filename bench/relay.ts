@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { benchPolicies } from './lib/bench-policies.js';
 import { buildDist } from './lib/build-dist.js';
-import { freePort, killAllSync, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProcStats, type ProxyProcess } from './lib/procs.js';
+import { freePort, runBench, requireExecutable, runSource, sleep, startProxy, startSink, stopAll, type ProcStats, type ProxyProcess } from './lib/procs.js';
 import { finishReport, fmt, median, percentile, printHeader, table } from './lib/report.js';
 import { smallMessage, timedSend } from './lib/smtp-timer.js';
 import { startPostfix } from '../test/helpers/postfix.js';
@@ -352,11 +352,4 @@ async function main(): Promise<number> {
   return finishReport(run, figures, flagged);
 }
 
-process.on('exit', killAllSync);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    console.error(`\n${signal}: stopping everything the bench started`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
-process.exitCode = await main();
+await runBench(main);

@@ -26,8 +26,23 @@ export async function stopAll(graceMs = 3000): Promise<void> {
 }
 
 /** Last resort on process exit: synchronous SIGKILL. */
-export function killAllSync(): void {
+function killAllSync(): void {
   for (const child of children) child.kill('SIGKILL');
+}
+
+/**
+ * Runs a bench's `main` with every child it starts stopped on exit and on
+ * SIGINT/SIGTERM, and sets the exit code to what `main` returns.
+ */
+export async function runBench(main: () => Promise<number>): Promise<void> {
+  process.on('exit', killAllSync);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`\n${signal}: stopping everything the bench started`);
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
+  process.exitCode = await main();
 }
 
 export function sleep(ms: number): Promise<void> {

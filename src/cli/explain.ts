@@ -13,9 +13,9 @@ import { isIP } from 'node:net';
 import { ConfigErrors } from '../config/config-error.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Stage } from '../core/stage.js';
-import { replyError } from '../core/errors.js';
 import { toWire } from '../core/reply.js';
-import { endReply } from '../tarpit/hold.js';
+import { survivorReply } from '../tarpit/tarpit.js';
+import { stageDelay } from '../tarpit/hold-clock.js';
 import type { ZoneLookup } from '../policy/checks/dns-zones.js';
 import { PolicyEngine } from '../policy/engine.js';
 import type { Evidence, Verdict } from '../policy/evidence.js';
@@ -93,8 +93,7 @@ export async function explain(args: ExplainArgs): Promise<Explanation> {
       break;
     }
     if (action.kind === 'hold') {
-      const delay = action.profile.delays[stage === 'connect' ? 'banner' : (stage as Exclude<Stage, 'connect' | 'body' | 'relay' | 'quit'>)];
-      stages.push({ stage, outcome: 'held', delay });
+      stages.push({ stage, outcome: 'held', delay: stageDelay(action.profile, stage) });
     } else stages.push({ stage, outcome: 'continue' });
   }
   const refusedAtOnce = stages[0]?.outcome === 'refused';
@@ -104,11 +103,9 @@ export async function explain(args: ExplainArgs): Promise<Explanation> {
   const end =
     profile === undefined || refused
       ? undefined
-      : profile.end.kind === 'allowlist'
-        ? `${toWire(replyError('TARPIT_ERR_POLICY_TEMPFAIL').reply).trimEnd()} (allowlisted: the retry is relayed)`
-        : profile.end.kind === 'relay'
-          ? 'relayed in the same connection after the banner delay (allowlisted)'
-        : toWire(endReply(profile)).trimEnd();
+      : profile.end.kind === 'relay'
+        ? 'relayed in the same connection after the banner delay (allowlisted)'
+        : `${toWire(survivorReply(profile)).trimEnd()}${profile.end.kind === 'allowlist' ? ' (allowlisted: the retry is relayed)' : ''}`;
   return {
     client: { ip: args.ip, helo: args.helo, from: args.from, rcpt: args.rcpt, name: session.clientName },
     policy: policy.file,

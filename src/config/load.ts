@@ -10,7 +10,7 @@ import type { ErrorObject } from 'ajv';
 import { ConfigError, ConfigErrors } from './config-error.js';
 import { parseEndpoint } from './endpoint.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
-import { YamlFile, compileSchema, schemaIssues } from './yaml-schema.js';
+import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath } from './yaml-schema.js';
 
 /** Command-line flags that override the file (DESIGN §3 config). */
 export interface ConfigOverrides {
@@ -42,12 +42,7 @@ export function loadConfigText(text: string, file: string, overrides: ConfigOver
   const errors = validate(raw);
   if (errors.length > 0) {
     throw new ConfigErrors(
-      schemaIssues(errors, yaml, { schemaFile: 'config/smtp-tarpit.schema.json', reason: endpointReason }).map((issue) => {
-        const flag = FLAG_FOR_PATH[issue.path.join('/')];
-        // A bad flag is the command line's mistake, not the file's.
-        if (flag && overrides[flag] !== undefined) return new ConfigError('command line', undefined, undefined, `--${flag}`, issue.reason);
-        return ConfigError.from(issue);
-      }),
+      schemaIssues(errors, yaml, { schemaFile: 'config/smtp-tarpit.schema.json', reason: endpointReason }).map((issue) => configError(issue, overrides)),
     );
   }
   return finish(raw, yaml, overrides);
@@ -85,6 +80,13 @@ const FLAG_FOR_PATH: Record<string, keyof ConfigOverrides> = {
   'metrics/listen': 'metrics',
 };
 
+/** The mistake at `issue.path`; a bad flag is the command line's mistake, not the file's. */
+function configError(issue: Located & { readonly path: YamlPath }, overrides: ConfigOverrides): ConfigError {
+  const flag = FLAG_FOR_PATH[issue.path.join('/')];
+  if (flag && overrides[flag] !== undefined) return new ConfigError('command line', undefined, undefined, `--${flag}`, issue.reason);
+  return ConfigError.from(issue);
+}
+
 function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
   const file = yaml.file;
   // ajv filled every default; the schema guarantees the shapes read below.
@@ -99,13 +101,8 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
     try {
       return parseEndpoint(value);
     } catch (err) {
-      const flag = FLAG_FOR_PATH[key.replace('.', '/')];
-      const reason = (err as Error).message;
-      errors.push(
-        flag && overrides[flag] !== undefined
-          ? new ConfigError('command line', undefined, undefined, `--${flag}`, reason)
-          : ConfigError.from(yaml.issue(key.split('.'), reason)),
-      );
+      const path = key.split('.');
+      errors.push(configError({ ...yaml.issue(path, (err as Error).message), path }, overrides));
       return { host: '127.0.0.1', port: 0 };
     }
   };

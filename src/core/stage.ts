@@ -6,3 +6,6 @@ export const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data', 'body', 'relay
 
 export type Stage = (typeof STAGES)[number];
 
+/** A stage's position in STAGES, for arrays indexed by stage without a search. */
+export const STAGE_INDEX = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Readonly<Record<Stage, number>>;
+

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath } from '../config/yaml-schema.js';
+import { withoutTrailingDot } from './dns/query-name.js';
 import { CidrListError, compileCidrList, parseCidrListText, type CidrList } from './lists/cidr-list.js';
 import { AnswerRangeError, parseAnswerRange } from './lists/answer-range.js';
 import { PolicyError, PolicyErrors, policyWarning, type PolicyWarning } from './policy-error.js';
@@ -308,7 +309,7 @@ class Loader {
         return;
       }
       const zone = z as unknown as RawZone;
-      const name = zone.zone.toLowerCase().replace(/\.$/, '');
+      const name = withoutTrailingDot(zone.zone.toLowerCase());
       const problem = zoneNameProblem(name);
       if (problem) this.error([...path, 'zone'], problem);
       const earlier = seen.get(name);

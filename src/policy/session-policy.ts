@@ -79,11 +79,10 @@ export class SessionPolicy {
     const list: readonly Evidence[] = Array.isArray(evidence) ? evidence : [evidence as Evidence];
     let escalated = false;
     for (const e of list) {
-      this.score.add(e);
+      const { after } = this.score.add(e);
       if (this.trusted) continue;
-      const next = this.score.verdict(this.policy.thresholds);
-      if (VERDICTS.indexOf(next) > VERDICTS.indexOf(this.current)) {
-        this.current = next;
+      if (VERDICTS.indexOf(after) > VERDICTS.indexOf(this.current)) {
+        this.current = after;
         escalated = true;
       }
     }

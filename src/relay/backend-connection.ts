@@ -8,7 +8,8 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import type { Reply } from '../core/reply.js';
+import type { Config } from '../config/schema.js';
+import { replyText, type Reply } from '../core/reply.js';
 import { SmtpReplyError, replyError } from '../core/errors.js';
 import { backendReplySeconds } from '../metrics/registry.js';
 import { BodyAbortedError, writeBody } from './body-writer.js';
@@ -23,24 +24,14 @@ import { buildXclientCommand, heloArgument } from './xclient.js';
 export type { ClientIdentity } from './xclient.js';
 
 /**
- * Per-step limits, in seconds. Their defaults live in one place, the
- * configuration schema (`backend.timeouts` in src/config/schema.ts), each
- * shorter than what RFC 5321 §4.5.3.2 makes our own client wait for us.
+ * Per-step limits, in seconds: connect (and TLS handshake), greeting, command
+ * (EHLO, STARTTLS, XCLIENT, MAIL, RCPT, RSET, QUIT), dataInit (DATA → 354),
+ * dataBlock (longest a body write may wait for the backend to drain) and
+ * dataDone (final dot → reply; content filters make this the slow one). The
+ * configuration schema owns the shape and the defaults, each shorter than
+ * what RFC 5321 §4.5.3.2 makes our own client wait for us.
  */
-export interface BackendTimeouts {
-  /** TCP connect (and TLS handshake). */
-  readonly connect: number;
-  /** 220 greeting. */
-  readonly greeting: number;
-  /** EHLO, STARTTLS, XCLIENT, MAIL, RCPT, RSET, QUIT replies. */
-  readonly command: number;
-  /** DATA → 354. */
-  readonly dataInit: number;
-  /** Longest a body write may wait for the backend to drain. */
-  readonly dataBlock: number;
-  /** Final dot → reply; content filters make this the slow one. */
-  readonly dataDone: number;
-}
+export type BackendTimeouts = Config['backend']['timeouts'];
 
 export interface BackendConnectionOptions {
   /** Backend host name or IP address (IPv4 or IPv6). */
@@ -381,7 +372,7 @@ export class BackendConnection {
   }
 }
 
+/** The reply's code and first line, cut to 200 characters, for error messages. */
 function describe(reply: Reply): string {
-  const text = reply.text.split('\n')[0] ?? '';
-  return `${reply.code} ${reply.enhanced ? reply.enhanced + ' ' : ''}${text}`.slice(0, 200);
+  return `${reply.code} ${replyText(reply).split('\n')[0] ?? ''}`.slice(0, 200);
 }

@@ -157,10 +157,7 @@ export class BackendPool {
   }
 
   health(): PoolHealth {
-    const idle = this.#idle.length;
-    const busy = this.#busy.size;
-    const open = idle + busy + this.#connecting + this.#closing;
-    const health: PoolHealth = { ready: this.#ready && !this.#closed, open, idle, busy, connecting: this.#connecting };
+    const health: PoolHealth = { ready: this.#ready && !this.#closed, open: this.#open(), idle: this.#idle.length, busy: this.#busy.size, connecting: this.#connecting };
     const reason = this.#closed ? 'pool closed' : this.#reason;
     if (!health.ready && reason !== undefined) health.reason = reason;
     return health;
@@ -209,7 +206,7 @@ export class BackendPool {
       while (this.#waiters.length > this.#connecting) this.#waiters.pop()?.reject(this.#downError ?? replyError('TARPIT_ERR_BACKEND_UNAVAILABLE'));
     } else {
       const wanted = this.#waiters.length + (this.#warming ? this.#options.warm : 0);
-      while (this.#idle.length + this.#connecting < wanted && this.health().open < this.#options.size) this.#spawn();
+      while (this.#idle.length + this.#connecting < wanted && this.#open() < this.#options.size) this.#spawn();
     }
     this.#sync();
   }
@@ -282,6 +279,11 @@ export class BackendPool {
       this.#pump();
     }, delay * 1000);
     this.#retryTimer.unref();
+  }
+
+  /** Connections holding a slot: connecting, idle, busy and closing. */
+  #open(): number {
+    return this.#idle.length + this.#busy.size + this.#connecting + this.#closing;
   }
 
   #isDown(): boolean {

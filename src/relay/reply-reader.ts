@@ -14,7 +14,7 @@ import { splitEnhanced } from '../core/reply.js';
  */
 export const MAX_BACKEND_REPLY_LINE = 2048;
 /** Postfix's EHLO reply is about 12 lines; 100 is far beyond any honest reply. */
-export const MAX_BACKEND_REPLY_LINES = 100;
+const MAX_BACKEND_REPLY_LINES = 100;
 
 export class ReplyProtocolError extends Error {
   override readonly name = 'ReplyProtocolError';

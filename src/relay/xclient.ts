@@ -21,12 +21,12 @@ export interface ClientIdentity {
 }
 
 /** The XCLIENT attributes we send, in this order, when the backend lists them. */
-export const XCLIENT_ATTRIBUTES = ['ADDR', 'NAME', 'PORT', 'PROTO'] as const;
+const XCLIENT_ATTRIBUTES = ['ADDR', 'NAME', 'PORT', 'PROTO'] as const;
 
 const MAPPED_V4_RE = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i;
 
 /** `::ffff:1.2.3.4` (a dual-stack listener's view of an IPv4 client) becomes `1.2.3.4`. */
-export function unmapIPv4(address: string): string {
+function unmapIPv4(address: string): string {
   const m = MAPPED_V4_RE.exec(address);
   return m?.[1] !== undefined && isIPv4(m[1]) ? m[1] : address;
 }

@@ -19,7 +19,7 @@ import type { CidrList } from '../policy/lists/cidr-list.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { PolicyStore } from '../policy/policy-store.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
-import { HoldCaps } from '../tarpit/caps.js';
+import { HoldCaps, type HoldCap } from '../tarpit/caps.js';
 import type { Trap } from '../trap/trap.js';
 import { handOver } from './hand-over.js';
 import { watchHangup } from './session.js';
@@ -102,8 +102,9 @@ export class Front {
     // A reset from the client must never reach the process as an unhandled 'error'.
     socket.on('error', () => undefined);
     if (this.closing) return this.refuse(socket, 'TARPIT_ERR_SHUTTING_DOWN', 'shutting_down');
-    if (this.limits.admit()) {
-      limitHitsTotal.inc({ limit: 'connections' });
+    const overTotal = this.limits.admit();
+    if (overTotal !== undefined) {
+      limitHitsTotal.inc({ limit: overTotal });
       return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_CONNECTIONS', 'refused_cap');
     }
     const id = `${this.idPrefix}${(++this.idSeq).toString(36)}`;
@@ -138,8 +139,9 @@ export class Front {
         return;
       }
     }
-    if (this.limits.admitClient(remoteAddress)) {
-      limitHitsTotal.inc({ limit: 'per_client' });
+    const overClient = this.limits.admitClient(remoteAddress);
+    if (overClient !== undefined) {
+      limitHitsTotal.inc({ limit: overClient });
       return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', 'refused_per_client');
     }
     admitted.client = remoteAddress;
@@ -160,44 +162,51 @@ export class Front {
     socket.once('close', () => policy.release());
     const vetted: Vetted = { id, remoteAddress, remotePort, engine, policy };
     const action = policy.actionAt('connect');
-    if (action.kind === 'refuse') {
-      // Neither smtp-server nor the hold sees this session: its one log line (DESIGN §6) is written here.
-      this.deps.logger.info(
-        { session: id, client: remoteAddress, port: remotePort, ...policy.summary(), path: 'refused', lastStage: 'connect', reply: action.error.reply.code },
-        'session',
-      );
-      return this.refuse(socket, action.error, 'refused_policy');
-    }
-    const holding = policy.held || policy.verdict !== 'pass';
-    if (holding) {
+    if (action.kind === 'refuse') return this.refuseVetted(socket, vetted, action.error, 'refused_policy');
+    if (policy.held || policy.verdict !== 'pass') {
       // Past a tarpit cap a client we would hold is refused before any banner; clean clients never get here.
       const cap = this.holdCaps.admit(remoteAddress);
       if (cap !== undefined) {
         tarpitRefusedTotal.inc({ cap });
-        const full = replyError('TARPIT_ERR_TARPIT_FULL');
-        this.deps.logger.info(
-          { session: id, client: remoteAddress, port: remotePort, ...policy.summary(), path: 'refused', cap, lastStage: 'connect', reply: full.reply.code },
-          'session',
-        );
-        return this.refuse(socket, full, 'refused_tarpit_full');
+        return this.refuseVetted(socket, vetted, replyError('TARPIT_ERR_TARPIT_FULL'), 'refused_tarpit_full', cap);
       }
       admitted.capped = true;
-    }
-    sessionsActive.dec({ state: 'vetting' });
-    if (holding) {
       // Held, or rejected at a later stage: served by the tarpit, which never relays.
       connectionsTotal.inc({ result: 'held' });
-      admitted.state = 'held';
-      sessionsActive.inc({ state: 'held' });
+      this.enter(admitted, 'held');
       // The tarpit closes its own on shutdown; the drain below is for relay sessions.
       this.sockets.delete(id);
       this.deps.hold(socket, vetted);
       return;
     }
     connectionsTotal.inc({ result: 'accepted' });
-    admitted.state = 'relaying';
-    sessionsActive.inc({ state: 'relaying' });
+    this.enter(admitted, 'relaying');
     this.toRelay(socket, vetted);
+  }
+
+  /** Moves a connection's `sessions_active` count to `state`. */
+  private enter(admitted: Admitted, state: Admitted['state']): void {
+    sessionsActive.dec({ state: admitted.state });
+    admitted.state = state;
+    sessionsActive.inc({ state });
+  }
+
+  /** A vetted session refused at connect: neither smtp-server nor the hold sees it, so its one log line (DESIGN §6) is written here. */
+  private refuseVetted(socket: Socket, vetted: Vetted, error: SmtpReplyError, result: string, cap?: HoldCap): void {
+    this.deps.logger.info(
+      {
+        session: vetted.id,
+        client: vetted.remoteAddress,
+        port: vetted.remotePort,
+        ...vetted.policy.summary(),
+        path: 'refused',
+        ...(cap === undefined ? {} : { cap }),
+        lastStage: 'connect',
+        reply: error.reply.code,
+      },
+      'session',
+    );
+    this.refuse(socket, error, result);
   }
 
   /**
@@ -216,12 +225,10 @@ export class Front {
       admitted.capped = false;
       this.holdCaps.release(vetted.remoteAddress);
     }
-    sessionsActive.dec({ state: admitted.state });
-    admitted.state = 'relaying';
-    sessionsActive.inc({ state: 'relaying' });
+    this.enter(admitted, 'relaying');
     if (this.closing) {
       // The drain may be over already: the client hears 421 before any banner and retries.
-      socket.end(replyError('TARPIT_ERR_SHUTTING_DOWN').toWire());
+      socket.end(refusalWire('TARPIT_ERR_SHUTTING_DOWN'));
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
@@ -240,7 +247,7 @@ export class Front {
   /** Answers at once, before any banner, and closes (RFC 5321 §3.1 allows 421 or 554 instead of 220). */
   private refuse(socket: Socket, reply: ErrorCode | SmtpReplyError, result: string): void {
     connectionsTotal.inc({ result });
-    socket.end((typeof reply === 'string' ? replyError(reply) : reply).toWire());
+    socket.end(typeof reply === 'string' ? refusalWire(reply) : reply.toWire());
     // A client that never reads must not keep the socket: the reply is a few bytes.
     setTimeout(() => socket.destroy(), 5000).unref();
   }
@@ -270,4 +277,13 @@ export class Front {
     }
     await listenerClosed;
   }
+}
+
+/** Each cap or shutdown refusal's bytes, built once: these come fastest when we are busiest. */
+const REFUSAL_WIRE = new Map<ErrorCode, string>();
+
+function refusalWire(code: ErrorCode): string {
+  let wire = REFUSAL_WIRE.get(code);
+  if (wire === undefined) REFUSAL_WIRE.set(code, (wire = replyError(code).toWire()));
+  return wire;
 }

@@ -20,7 +20,7 @@ import type { Vetted } from './front.js';
 import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
 import { RelaySession } from './session.js';
 import { recordSessionTiming } from '../tarpit/metrics.js';
-import type { TarpitProfile } from '../policy/spec.js';
+import { stageDelay } from '../tarpit/hold-clock.js';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -223,7 +223,7 @@ export class RelayHandlers {
     if (action.kind === 'continue') return;
     this.releaseBackend(rs);
     if (action.kind === 'refuse') throw action.error;
-    const delay = holdDelay(action.profile, stage);
+    const delay = stageDelay(action.profile, stage);
     const start = performance.now();
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay * 1000));
     rs.clock.heldSince(start);
@@ -287,20 +287,10 @@ export class RelayHandlers {
   }
 
   private finishMessage(rs: RelaySession, reply: Reply, bytes?: number): void {
-    const result = isPositive(reply) ? 'relayed' : reply.code >= 500 ? 'rejected' : 'tempfailed';
+    const outcome = replyClass(reply);
+    const result = outcome === 'accepted' ? 'relayed' : outcome;
     if (rs.current?.result === undefined && rs.current) messagesTotal.inc({ result });
     rs.finishMessage(result, reply, bytes);
-  }
-}
-
-function holdDelay(profile: TarpitProfile, stage: Stage): number {
-  switch (stage) {
-    case 'mail':
-    case 'rcpt':
-    case 'data':
-      return profile.delays[stage];
-    default:
-      return 0;
   }
 }
 

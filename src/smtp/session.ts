@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Reply } from '../core/reply.js';
 import { replyText } from '../core/reply.js';
-import { STAGES, type Stage } from '../core/stage.js';
+import { STAGE_INDEX, STAGES, type Stage } from '../core/stage.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
 import type { BackendConnection } from '../relay/backend-connection.js';
 import { round, type StageTimes } from '../tarpit/metrics.js';
@@ -81,7 +81,7 @@ class RelayClock {
 
   /** Ends the running client turn, charging it to the stage it was in. */
   private settle(now: number): void {
-    if (this.turn !== undefined) this.times[STAGES.indexOf(this.stage)]! += now - this.turn;
+    if (this.turn !== undefined) this.times[STAGE_INDEX[this.stage]]! += now - this.turn;
     this.turn = undefined;
   }
 
@@ -108,12 +108,12 @@ class RelayClock {
    */
   backendSince(start: number): void {
     const now = performance.now();
-    this.times[2 * STAGES.length + STAGES.indexOf(this.stage)]! += now - Math.max(start, this.entered);
+    this.times[2 * STAGES.length + STAGE_INDEX[this.stage]]! += now - Math.max(start, this.entered);
   }
 
   /** We delayed our reply on purpose since `start` (an escalated session, policyGate). */
   heldSince(start: number): void {
-    this.times[STAGES.length + STAGES.indexOf(this.stage)]! += performance.now() - start;
+    this.times[STAGES.length + STAGE_INDEX[this.stage]]! += performance.now() - start;
   }
 
   /** Seconds held in all. */

@@ -4,11 +4,9 @@
  * wait under a profile. Fixed size whatever the hold time: one array of
  * 2 × STAGES.length milliseconds and two marks.
  */
-import { STAGES, type Stage } from '../core/stage.js';
+import { STAGE_INDEX, STAGES, type Stage } from '../core/stage.js';
 import type { TarpitProfile } from '../policy/spec.js';
 import type { StageSeconds } from './types.js';
-
-export const STAGE_INDEX = Object.fromEntries(STAGES.map((s, i) => [s, i])) as Record<Stage, number>;
 
 export interface ClockReading {
   /** From the clock's start (the session's) to now. */

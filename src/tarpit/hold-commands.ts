@@ -58,7 +58,7 @@ export const R = {
   syntaxData: { code: 501, enhanced: '5.5.4', text: 'Syntax: DATA' },
   badSender: { code: 501, enhanced: '5.1.7', text: 'Bad sender address syntax' },
   badRecipient: { code: 501, enhanced: '5.1.3', text: 'Bad recipient address syntax' },
-  internal: { code: ERRORS.TARPIT_ERR_INTERNAL.code, enhanced: ERRORS.TARPIT_ERR_INTERNAL.enhanced, text: ERRORS.TARPIT_ERR_INTERNAL.text },
+  internal: ERRORS.TARPIT_ERR_INTERNAL,
 } as const satisfies Record<string, Reply>;
 
 /** Replies that carry our hostname. */

@@ -30,11 +30,11 @@
  */
 import type { Socket } from 'node:net';
 import { toWire, type Reply } from '../core/reply.js';
-import { STAGES, type Stage } from '../core/stage.js';
+import { STAGE_INDEX, STAGES, type Stage } from '../core/stage.js';
 import { classifyCommandLine } from '../policy/checks/protocol.js';
 import type { TarpitProfile } from '../policy/spec.js';
 import { HoldDialogue, R, endReply, hostReply, type Effect } from './hold-commands.js';
-import { STAGE_INDEX, StageClock, jittered, otherDelay, stageDelay } from './hold-clock.js';
+import { StageClock, jittered, otherDelay, stageDelay } from './hold-clock.js';
 import { attach, detach, endSocket, kData, kFinish, kHangup, type SocketSink } from './hold-socket.js';
 import { LineReader, type LineResult } from './line-reader.js';
 import { holdTimers, type TimerHandle, type TimerQueue, type TimerTarget } from './timer-queue.js';

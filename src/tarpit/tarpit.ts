@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Config } from '../config/schema.js';
-import { replyError } from '../core/errors.js';
+import { ERRORS, replyError } from '../core/errors.js';
 import type { Reply } from '../core/reply.js';
 import type { Stage } from '../core/stage.js';
 import type { Logger } from '../metrics/logger.js';
@@ -19,14 +19,19 @@ import type { Vetted } from '../smtp/front.js';
 import type { Trap } from '../trap/trap.js';
 import { endReply, hold, type HoldSession } from './hold.js';
 import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldSummary } from './types.js';
-import { heldStageTimes, recordSessionTiming } from './metrics.js';
+import { heldStageTimes, recordSessionTiming, round } from './metrics.js';
 
 /** A rejected client is not held: it meets no delay before the refusal at `rejectAt`. */
 const NO_DELAY: TarpitProfile = {
   name: 'reject',
   delays: { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0 },
-  end: { kind: 'reply', code: 554, text: '5.7.1 Rejected by policy' },
+  end: { kind: 'reply', code: ERRORS.TARPIT_ERR_POLICY_REJECT_CONNECT.code, text: `${ERRORS.TARPIT_ERR_POLICY_REJECT_CONNECT.enhanced} ${ERRORS.TARPIT_ERR_POLICY_REJECT_CONNECT.text}` },
 };
+
+/** What a client that sat a profile's every delay out is told (`explain` prints the same). */
+export function survivorReply(profile: TarpitProfile): Reply {
+  return profile.end.kind === 'allowlist' ? replyError('TARPIT_ERR_POLICY_TEMPFAIL').reply : endReply(profile);
+}
 
 /** The stage a command's reply belongs to, for the verdict's decisions. */
 const COMMAND_STAGE: Readonly<Record<string, Stage>> = { HELO: 'helo', EHLO: 'helo', MAIL: 'mail', RCPT: 'rcpt', DATA: 'data' };
@@ -42,7 +47,12 @@ export interface TarpitDeps {
 export class Tarpit {
   private readonly sessions = new Set<HoldSession>();
 
-  constructor(private readonly deps: TarpitDeps) {}
+  /** The hold's line and recipient limits: config, read once. */
+  private readonly limits: { readonly maxLineLength: number; readonly maxRecipients: number };
+
+  constructor(private readonly deps: TarpitDeps) {
+    this.limits = { maxLineLength: deps.config.limits.maxLineLength, maxRecipients: deps.config.limits.maxRecipients };
+  }
 
   get size(): number {
     return this.sessions.size;
@@ -55,7 +65,7 @@ export class Tarpit {
       hostname: config.hostname,
       profile: vetted.policy.profile ?? NO_DELAY,
       observer,
-      limits: { maxLineLength: config.limits.maxLineLength, maxRecipients: config.limits.maxRecipients },
+      limits: this.limits,
       sizeLimit: config.limits.maxMessageSize,
       onError: (err) => trap.catch('connect', err, { sessionId: vetted.id }),
     });
@@ -77,14 +87,11 @@ class PolicyObserver implements HoldObserver {
   /** The score when the hold began: a survivor whose score rose since did something wrong while held. */
   private readonly startScore: number;
 
-  private readonly logger: Logger;
-
   constructor(
     private readonly vetted: Vetted,
     private readonly deps: TarpitDeps,
     private readonly forget: (session: HoldSession) => void,
   ) {
-    this.logger = deps.logger;
     this.startScore = vetted.policy.score.total;
   }
 
@@ -142,11 +149,8 @@ class PolicyObserver implements HoldObserver {
    */
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;
-    if (profile.end.kind === 'allowlist') {
-      if (this.clean) this.vetted.engine.survived(this.policy);
-      return replyError('TARPIT_ERR_POLICY_TEMPFAIL').reply;
-    }
-    return endReply(profile);
+    if (profile.end.kind === 'allowlist' && this.clean) this.vetted.engine.survived(this.policy);
+    return survivorReply(profile);
   }
 
   /** Still pass, and nothing wrong since the hold began: what earns the allowlist. */
@@ -177,7 +181,7 @@ class PolicyObserver implements HoldObserver {
     this.policy.release();
     const stages = heldStageTimes(summary.held, summary.client);
     recordSessionTiming({ verdict: this.policy.verdict, stages, hangup: summary.hangup, held: summary.heldSeconds });
-    this.logger.info(
+    this.deps.logger.info(
       {
         session: this.vetted.id,
         client: this.vetted.remoteAddress,
@@ -199,8 +203,4 @@ class PolicyObserver implements HoldObserver {
       'session',
     );
   }
-}
-
-function round(seconds: number): number {
-  return Number(seconds.toFixed(3));
 }

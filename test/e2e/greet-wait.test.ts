@@ -13,7 +13,7 @@ import { policyDir, policyText, type TestPolicy } from '../helpers/policy-dir.js
 import type { TestContext } from '../helpers/require-tool.js';
 import { scrape } from '../helpers/scrape.js';
 import { startBackend, type TestBackend } from '../helpers/smtp-backend.js';
-import { SmtpClient, wireBody, type TestReply } from '../helpers/smtp-client.js';
+import { greet, wireBody } from '../helpers/smtp-client.js';
 import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
 
 const GREET_WAIT: TestPolicy = {
@@ -27,15 +27,6 @@ async function withGreetWait(t: TestContext, fn: (p: RunningProxy, backend: Test
   const backend = await startBackend();
   t.after(() => backend.close());
   await withProxy({ backendPort: backend.port, config: { policies: policyDir(t, GREET_WAIT) }, metrics: true }, (p) => fn(p, backend));
-}
-
-/** Connects from `localAddress` and reads the first reply, timing it from the connect. */
-async function greet(port: number, localAddress: string, early?: string): Promise<{ client: SmtpClient; banner: TestReply; seconds: number }> {
-  const client = await SmtpClient.connect({ port, localAddress, timeout: 5000 });
-  const start = performance.now();
-  if (early !== undefined) client.write(early);
-  const banner = await client.read();
-  return { client, banner, seconds: (performance.now() - start) / 1000 };
 }
 
 function linesOf(p: RunningProxy, client: string): Array<Record<string, unknown>> {

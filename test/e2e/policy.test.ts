@@ -13,8 +13,8 @@ import { policyDir, type TestPolicy } from '../helpers/policy-dir.js';
 import { requireTool, type TestContext } from '../helpers/require-tool.js';
 import { scrape } from '../helpers/scrape.js';
 import { startBackend, type BackendBehaviour, type TestBackend } from '../helpers/smtp-backend.js';
-import { SmtpClient, wireBody, type TestReply } from '../helpers/smtp-client.js';
-import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { greet, SmtpClient, wireBody } from '../helpers/smtp-client.js';
+import { reasons, sessionOf, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
 
 const dnsServer = sharedDnsServer();
 
@@ -39,33 +39,10 @@ async function withPolicy(t: TestContext, spec: TestPolicy, fn: (p: RunningProxy
   await withProxy({ backendPort: backend.port, config, metrics: options.metrics ?? false }, (p) => fn(p, backend));
 }
 
-/** Connects from `localAddress` and reads the first reply, timing it from the connect. */
-async function greet(port: number, localAddress: string): Promise<{ client: SmtpClient; banner: TestReply; seconds: number }> {
-  const client = await SmtpClient.connect({ port, localAddress, timeout: 5000 });
-  const start = performance.now();
-  const banner = await client.read();
-  return { client, banner, seconds: (performance.now() - start) / 1000 };
-}
-
 async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; seconds: number }> {
   const start = performance.now();
   const value = await fn();
   return { value, seconds: (performance.now() - start) / 1000 };
-}
-
-/** The session log line for `client`, waiting for it. */
-async function sessionOf(p: RunningProxy, client: string, nth = 1): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const lines = p.sessionLogs().filter((l) => l.client === client);
-    if (lines.length >= nth) return lines[nth - 1]!;
-    if (Date.now() > deadline) throw new Error(`no session log line #${nth} for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function reasons(line: Record<string, unknown>): string[] {
-  return (line.reasons as string[] | undefined) ?? [];
 }
 
 const MESSAGE = wireBody('Subject: policy e2e\n\nhello\n');

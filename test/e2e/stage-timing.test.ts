@@ -12,26 +12,12 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Vetted } from '../../src/smtp/front.js';
 import { RelaySession, watchHangup } from '../../src/smtp/session.js';
 import { policyDir } from '../helpers/policy-dir.js';
-import { scrape, type Scrape } from '../helpers/scrape.js';
+import { delta, scrape } from '../helpers/scrape.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
-import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { sessionOf, withProxy } from '../helpers/with-proxy.js';
 
 type StageTimes = Record<string, { client: number; held: number; backend: number }>;
-
-async function sessionOf(p: RunningProxy, client: string): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const line = p.sessionLogs().find((l) => l.client === client);
-    if (line) return line;
-    if (Date.now() > deadline) throw new Error(`no session log line for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function delta(before: Scrape, after: Scrape, name: string, labels: Record<string, string>): number {
-  return after.sum(name, labels) - before.sum(name, labels);
-}
 
 test('a held client that hangs up while its MAIL reply is held: hangups_total{stage="mail"} +1, held_seconds observed, and the log line says so with stage times', async (t) => {
   const backend = await startBackend();

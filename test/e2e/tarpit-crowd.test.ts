@@ -12,13 +12,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { runBot, type BotResult } from '../helpers/bot.js';
-import { policyDir } from '../helpers/policy-dir.js';
+import { policyDir, type TestPolicy } from '../helpers/policy-dir.js';
 import { canRunPostfix, startPostfix } from '../helpers/postfix.js';
 import { requireTool } from '../helpers/require-tool.js';
-import { scrape, type Scrape } from '../helpers/scrape.js';
+import { delta, scrape } from '../helpers/scrape.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
-import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { reasons, sessionOf, withProxy } from '../helpers/with-proxy.js';
 
 type StageTimes = Record<string, { client: number; held: number; backend: number }>;
 
@@ -26,20 +26,6 @@ const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data', 'body', 'relay', 'qui
 const HANGUPS = 'smtp_tarpit_hangups_total';
 /** Timer and scheduling slack on a busy 2-core machine, in seconds. */
 const SLACK = 0.3;
-
-async function sessionOf(p: RunningProxy, client: string, nth = 1): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const lines = p.sessionLogs().filter((l) => l.client === client);
-    if (lines.length >= nth) return lines[nth - 1]!;
-    if (Date.now() > deadline) throw new Error(`no session log line #${nth} for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function delta(before: Scrape, after: Scrape, name: string, labels: Record<string, string>): number {
-  return after.sum(name, labels) - before.sum(name, labels);
-}
 
 function near(actual: number | undefined, expected: number, what: string): void {
   assert.ok(actual !== undefined && Math.abs(actual - expected) <= SLACK, `${what}: ${actual} s, expected ${expected} ± ${SLACK}`);
@@ -56,10 +42,6 @@ function assertHeld(line: Record<string, unknown>, expected: Record<string, numb
   }
   const total = Object.values(expected).reduce((a, b) => a + b, 0);
   near(line.held as number, total, `${who} held in all`);
-}
-
-function reasons(line: Record<string, unknown>): string[] {
-  return (line.reasons as string[] | undefined) ?? [];
 }
 
 function events(line: Record<string, unknown>): Record<string, number> {
@@ -135,6 +117,14 @@ test('a crowd of bots in the tarpit: none reaches the backend; hangups_total and
   });
 });
 
+/** A first-contact hold of 1 s a stage, ending in 451 4.7.1 and a place in the allowlist cache. */
+const FIRST_CONTACT = {
+  policy: {
+    firstContact: { enabled: true, profile: 'first-contact' },
+    profiles: { 'first-contact': { delays: { banner: 1, helo: 1, mail: 1, rcpt: 1, data: 1 }, end: 'allowlist' } },
+  },
+} satisfies TestPolicy;
+
 interface Run {
   readonly code: number;
   readonly output: string;
@@ -158,12 +148,7 @@ test('a patient MTA (swaks) sits a first-contact hold out, hears 451 4.7.1 and i
   if (!requireTool(t, 'swaks')) return;
   const backend = await startBackend();
   t.after(() => backend.close());
-  const policies = policyDir(t, {
-    policy: {
-      firstContact: { enabled: true, profile: 'first-contact' },
-      profiles: { 'first-contact': { delays: { banner: 1, helo: 1, mail: 1, rcpt: 1, data: 1 }, end: 'allowlist' } },
-    },
-  });
+  const policies = policyDir(t, FIRST_CONTACT);
   await withProxy({ backendPort: backend.port, metrics: true, config: { policies } }, async (p) => {
     const before = await scrape(p.metricsPort);
     const [first, bot] = await Promise.all([swaks(p.port, '127.0.21.1'), runBot({ port: p.port, localAddress: '127.0.21.2', style: 'polite', patienceMs: 2500 })]);
@@ -216,12 +201,7 @@ test('a real patient MTA (a second Postfix\'s smtp client, relaying to the proxy
   if (!canRunPostfix(t)) return;
   const backend = await startBackend();
   t.after(() => backend.close());
-  const policies = policyDir(t, {
-    policy: {
-      firstContact: { enabled: true, profile: 'first-contact' },
-      profiles: { 'first-contact': { delays: { banner: 1, helo: 1, mail: 1, rcpt: 1, data: 1 }, end: 'allowlist' } },
-    },
-  });
+  const policies = policyDir(t, FIRST_CONTACT);
   await withProxy({ backendPort: backend.port, config: { policies } }, async (p) => {
     // Every foreign domain goes to the proxy, from 127.0.22.1; the helper's 1–2 s backoff makes the retry quick.
     const sender = await startPostfix({

@@ -27,6 +27,11 @@ export class Scrape {
   }
 }
 
+/** How much the samples named `name` with `labels` grew from `before` to `after`. */
+export function delta(before: Scrape, after: Scrape, name: string, labels: Readonly<Record<string, string>> = {}): number {
+  return after.sum(name, labels) - before.sum(name, labels);
+}
+
 export async function scrape(metricsPort: number | undefined): Promise<Scrape> {
   if (metricsPort === undefined) throw new Error('the metrics listener is off (startProxy with metrics: true)');
   const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);

@@ -161,6 +161,18 @@ function parse(lines: string[]): TestReply {
   return { code, enhanced, text, lines };
 }
 
+/**
+ * Connects from `localAddress`, writes `early` (a client talking before the
+ * banner) if given, and reads the first reply, timing it from the connect.
+ */
+export async function greet(port: number, localAddress: string, early?: string): Promise<{ client: SmtpClient; banner: TestReply; seconds: number }> {
+  const client = await SmtpClient.connect({ port, localAddress, timeout: 5000 });
+  const start = performance.now();
+  if (early !== undefined) client.write(early);
+  const banner = await client.read();
+  return { client, banner, seconds: (performance.now() - start) / 1000 };
+}
+
 /** A message in wire form: CRLF line ends and dot-stuffing, ready to follow DATA. */
 export function wireBody(text: string): string {
   const crlf = text.replace(/\r?\n/g, '\r\n');

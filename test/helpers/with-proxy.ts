@@ -81,6 +81,22 @@ export async function startProxy(options: ProxyTestOptions): Promise<RunningProx
   };
 }
 
+/** The `nth` session log line for `client`, waiting up to 5 s for it. */
+export async function sessionOf(p: RunningProxy, client: string, nth = 1): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const lines = p.sessionLogs().filter((l) => l.client === client);
+    if (lines.length >= nth) return lines[nth - 1]!;
+    if (Date.now() > deadline) throw new Error(`no session log line #${nth} for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A session log line's policy reasons (none when the line has no `reasons`). */
+export function reasons(line: Record<string, unknown>): string[] {
+  return (line.reasons as string[] | undefined) ?? [];
+}
+
 export async function withProxy<T>(options: ProxyTestOptions, fn: (p: RunningProxy) => Promise<T>): Promise<T> {
   const running = await startProxy(options);
   try {

@@ -4,10 +4,11 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { endReply, hold, type HoldOptions, type HoldSession } from '../../src/tarpit/hold.js';
 import { TimerQueue } from '../../src/tarpit/timer-queue.js';
+import { Raw, until } from './raw-client.js';
 import type { HoldEvent, HoldSummary } from '../../src/tarpit/types.js';
 import type { TarpitProfile } from '../../src/policy/spec.js';
 
@@ -70,47 +71,6 @@ async function serve(t: TestContext, options: Partial<HoldOptions> & { profile: 
       return summaries[0]!;
     },
   };
-}
-
-async function until(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-/** A raw client that keeps what it receives and when each chunk arrived. */
-class Raw {
-  text = '';
-  closed = false;
-  /** performance.now() and byte count of each chunk, in order. */
-  readonly chunks: { at: number; bytes: number }[] = [];
-  private constructor(readonly socket: Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      this.chunks.push({ at: performance.now(), bytes: d.length });
-      this.text += d;
-    });
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => undefined);
-  }
-  static async connect(port: number): Promise<Raw> {
-    const socket = connect({ host: '127.0.0.1', port });
-    await once(socket, 'connect');
-    return new Raw(socket);
-  }
-  async waitFor(re: RegExp, timeoutMs = 3000): Promise<void> {
-    await until(() => re.test(this.text), timeoutMs, `reply ${re} (have ${JSON.stringify(this.text)})`);
-  }
-  /** Sends `line` and resolves with the ms until the reply's last line (a line with a space after the code) is in. */
-  async timed(line: string, reply: RegExp): Promise<number> {
-    const from = this.text.length;
-    const start = performance.now();
-    this.socket.write(`${line}\r\n`);
-    await until(() => reply.test(this.text.slice(from)), 3000, `reply to ${line} (have ${JSON.stringify(this.text.slice(from))})`);
-    return performance.now() - start;
-  }
 }
 
 test('stutter: a one-line reply at 20 B/s arrives byte by byte, ~50 ms apart, on one timer entry, and counts as held time', async (t) => {

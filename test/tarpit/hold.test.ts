@@ -4,10 +4,11 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { hold, type HoldOptions, type HoldSession } from '../../src/tarpit/hold.js';
 import { TimerQueue } from '../../src/tarpit/timer-queue.js';
+import { Raw, until } from './raw-client.js';
 import type { HoldEvent, HoldObserver, HoldSummary } from '../../src/tarpit/types.js';
 import type { TarpitProfile } from '../../src/policy/spec.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
@@ -75,42 +76,6 @@ async function serve(t: TestContext, setup: Setup = {}): Promise<Harness> {
       return summaries[i]!;
     },
   };
-}
-
-async function until(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** A raw client that keeps everything it receives as text. */
-class Raw {
-  text = '';
-  closed = false;
-  readonly socket: Socket;
-  private constructor(socket: Socket) {
-    this.socket = socket;
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => (this.text += d));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => undefined);
-  }
-  static async connect(port: number): Promise<Raw> {
-    const socket = connect({ host: '127.0.0.1', port });
-    await once(socket, 'connect');
-    return new Raw(socket);
-  }
-  write(s: string | Buffer): void {
-    this.socket.write(s);
-  }
-  async waitFor(re: RegExp, timeoutMs = 3000): Promise<void> {
-    await until(() => re.test(this.text), timeoutMs, `reply ${re} (have ${JSON.stringify(this.text)})`);
-  }
-  async waitClosed(timeoutMs = 3000): Promise<void> {
-    await until(() => this.closed, timeoutMs, 'server close');
-  }
 }
 
 async function open(port: number): Promise<SmtpClient> {

@@ -6,7 +6,7 @@
  * (src/state/harvest-window.ts, which includes this session's rejections).
  *
  * Pure: call it after each rejected recipient and add its evidence once per
- * session (`Score.has('harvest')`); the weight is for the pattern, not per
+ * session (`SessionPolicy.once('harvest')`); the weight is for the pattern, not per
  * recipient.
  */
 import type { Evidence } from '../evidence.js';

@@ -13,6 +13,7 @@
  */
 import net from 'node:net';
 
+import { withoutTrailingDot } from '../dns/query-name.js';
 import type { Evidence } from '../evidence.js';
 import type { Policy } from '../spec.js';
 import { type Ip, formatIp, parseIp, sameIp } from '../../core/ip.js';
@@ -136,7 +137,7 @@ function parseLiteral(text: string): Ip | undefined {
 }
 
 function sameName(a: string, b: string): boolean {
-  const bb = b.endsWith('.') ? b.slice(0, -1) : b;
+  const bb = withoutTrailingDot(b);
   return bb !== '' && a.toLowerCase() === bb.toLowerCase();
 }
 

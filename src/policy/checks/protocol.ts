@@ -6,7 +6,7 @@
  * something happened; these constructors only say what it weighs and why.
  *
  * Each kind has its own check name (`protocol.bareLf`, …) so a caller can add
- * it once per session with `Score.has()`: a client that ends every line in
+ * it once per session with `SessionPolicy.once()`: a client that ends every line in
  * bare LF has made one mistake, not fifty.
  */
 import type { Stage } from '../../core/stage.js';

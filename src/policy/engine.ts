@@ -88,7 +88,7 @@ export class PolicyEngine {
 
     if (options.count) {
       const slot = state.rates.open(clientGroup(client, policy.rate.group));
-      session.release = slot.release;
+      session.occupy(slot);
       const rate = checkRate(slot.snapshot, policy);
       record('rate', counts(rate));
       if (rate) session.add(rate);

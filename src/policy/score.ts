@@ -12,7 +12,7 @@
  * client that already showed itself a bot, and a client already told 5xx or
  * held must not be relayed on the next command.
  */
-import type { Evidence, ReasonClass, Verdict } from './evidence.js';
+import { REASON_CLASSES, type Evidence, type ReasonClass, type Verdict } from './evidence.js';
 import { type Policy, verdictFor } from './spec.js';
 
 /** Evidence kept for logs and `explain`; the score counts everything beyond it. */
@@ -20,9 +20,14 @@ export const MAX_EVIDENCE = 32;
 
 type Thresholds = Policy['thresholds'];
 
+const CLASS_INDEX = Object.fromEntries(REASON_CLASSES.map((c, i) => [c, i])) as Readonly<Record<ReasonClass, number>>;
+const NO_EVIDENCE: readonly Evidence[] = [];
+
 export class Score {
   readonly #thresholds: Thresholds;
-  readonly #evidence: Evidence[] = [];
+  // Allocated on first use and sized by what arrives: a held client's Score
+  // lives as long as its hold, tens of thousands at once (issue 4's budget).
+  #evidence: Evidence[] | undefined;
   #omitted = 0;
   #total = 0;
   /**
@@ -32,12 +37,10 @@ export class Score {
    * must still be able to keep the client below it.
    */
   #peak: number | undefined;
-  /** Positive weight per reason class, for the client-visible reason; at most one entry per class. */
-  readonly #byClass = new Map<ReasonClass, number>();
+  /** Positive weight per reason class (REASON_CLASSES order), for the client-visible reason. */
+  #byClass: number[] | undefined;
   #leader: ReasonClass | undefined;
   #leaderWeight = 0;
-  /** Check names seen, so once-per-session checks are added once. Bounded by the policy's check names. */
-  readonly #checks = new Set<string>();
 
   constructor(thresholds: Thresholds) {
     this.#thresholds = thresholds;
@@ -50,16 +53,18 @@ export class Score {
    */
   add(evidence: Evidence): { before: Verdict; after: Verdict } {
     const before = this.verdict();
-    this.#checks.add(evidence.check);
-    if (this.#evidence.length < MAX_EVIDENCE) this.#evidence.push(evidence);
+    if (this.#evidence === undefined) this.#evidence = [evidence];
+    else if (this.#evidence.length < MAX_EVIDENCE) this.#evidence.push(evidence);
     else this.#omitted++;
     const weight = evidence.weight;
     if (weight !== 0 && Number.isFinite(weight)) {
       this.#total += weight;
       if (this.#peak === undefined || this.#total > this.#peak) this.#peak = this.#total;
       if (weight > 0) {
-        const sum = (this.#byClass.get(evidence.class) ?? 0) + weight;
-        this.#byClass.set(evidence.class, sum);
+        const byClass = (this.#byClass ??= new Array<number>(REASON_CLASSES.length).fill(0));
+        const i = CLASS_INDEX[evidence.class];
+        const sum = (byClass[i] ?? 0) + weight;
+        byClass[i] = sum;
         // Sums only grow, so the leader changes only when passed outright.
         if (sum > this.#leaderWeight || evidence.class === this.#leader) {
           this.#leader = evidence.class;
@@ -82,17 +87,12 @@ export class Score {
 
   /** The first MAX_EVIDENCE pieces of evidence, in arrival order. */
   get evidence(): readonly Evidence[] {
-    return this.#evidence;
+    return this.#evidence ?? NO_EVIDENCE;
   }
 
   /** Evidence counted but not kept in `evidence`. */
   get omitted(): number {
     return this.#omitted;
-  }
-
-  /** Whether evidence from `check` was added (for checks that count once per session). */
-  has(check: string): boolean {
-    return this.#checks.has(check);
   }
 
   /** The verdict under `thresholds` (default: the session's policy), from the peak score. */

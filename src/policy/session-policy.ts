@@ -45,11 +45,11 @@ export class SessionPolicy {
   firstContact = false;
   /** The forward-confirmed client name for XCLIENT NAME (`[UNAVAILABLE]` when none). */
   clientName = '[UNAVAILABLE]';
-  /** Releases the client group's concurrency slot; called once when the session ends. */
-  release: () => void = () => undefined;
   private current: Verdict = 'pass';
-  /** Checks that count once per session (HELO, harvest, each protocol violation). */
-  private readonly counted = new Set<string>();
+  /** The client group's concurrency slot (the rate check), given back by `release`. */
+  private slot: { release(): void } | undefined;
+  /** Checks that count once per session (HELO, harvest, each protocol violation); made on first use, as most sessions never need it. */
+  private counted: Set<string> | undefined;
 
   constructor(init: SessionPolicyInit) {
     this.policy = init.policy;
@@ -91,9 +91,21 @@ export class SessionPolicy {
 
   /** True the first time only: some evidence counts once per session however often it shows. */
   once(key: string): boolean {
-    if (this.counted.has(key)) return false;
-    this.counted.add(key);
+    const counted = (this.counted ??= new Set());
+    if (counted.has(key)) return false;
+    counted.add(key);
     return true;
+  }
+
+  /** The session takes a place in its client group's concurrency count (the rate check), until `release`. */
+  occupy(slot: { release(): void }): void {
+    this.slot = slot;
+  }
+
+  /** Gives the client group's concurrency slot back; when the session ends, and only the first call counts. */
+  release(): void {
+    this.slot?.release();
+    this.slot = undefined;
   }
 
   /** The reason class a refused client is told, never the score. */

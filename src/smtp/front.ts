@@ -48,15 +48,37 @@ export interface Vetted {
   readonly remotePort: number;
   readonly engine: PolicyEngine;
   readonly policy: SessionPolicy;
+  /** A client handed over from a greet wait (`end: relay`): what the hold already timed, so the relay session's stages and duration start at connect, not at the hand-over. */
+  readonly greetWait?: GreetWait;
+}
+
+/** Seconds a greet wait took before its hand-over: in all, and held (our delay) at connect. */
+export interface GreetWait {
+  readonly seconds: number;
+  readonly held: number;
 }
 
 /** What a connection holds in the front's accounting, released when its socket closes. */
 interface Admitted {
-  client?: string;
+  readonly id: string;
+  client: string | undefined;
   state: 'vetting' | 'held' | 'relaying';
   /** Counted by the tarpit caps (HoldCaps) while held. */
-  capped?: boolean;
+  capped: boolean;
+  /** Its standing with the policy, once vetted: its rate slot is given back at close. */
+  policy: SessionPolicy | undefined;
 }
+
+/**
+ * A socket's accounting rides on the socket itself, and its listeners are
+ * functions shared by every socket: a held client costs no closure, no
+ * `once` wrapper and no map entry here (issue 4 holds tens of thousands).
+ */
+const kAdmitted = Symbol('admitted');
+type FrontSocket = Socket & { [kAdmitted]?: Admitted };
+
+/** A reset from the client must never reach the process as an unhandled 'error'. */
+function ignoreError(): void {}
 
 export class Front {
   private readonly server: Server;
@@ -64,9 +86,9 @@ export class Front {
   private readonly holdCaps: HoldCaps;
   /** Every socket we accepted and have not seen close, by the id smtp-server's session will carry. */
   private readonly sockets = new Map<string, Socket>();
-  /** Every accepted socket's accounting, by session id, until it closes: `relay` moves a held one to the relay path. */
-  private readonly admitted = new Map<string, Admitted>();
   private closing = false;
+  /** The one 'close' listener of every accepted socket (`this` is the socket). */
+  private readonly onSocketClose: (this: FrontSocket) => void;
   /** Session ids: a random per-process prefix and a counter, unique without a syscall per connection. */
   private readonly idPrefix = randomBytes(4).toString('hex');
   private idSeq = 0;
@@ -77,6 +99,11 @@ export class Front {
     // pauseOnConnect: nothing is read until smtp-server (or the PROXY reader) wants it.
     this.server = createServer({ pauseOnConnect: true, noDelay: true }, deps.trap.guard('connect', (socket: Socket) => this.accept(socket)));
     this.server.on('error', deps.trap.guard('server', (err: Error) => deps.logger.error({ err }, 'listener error')));
+    const closed = (admitted: Admitted): void => this.closed(admitted);
+    this.onSocketClose = function (this: FrontSocket) {
+      const admitted = this[kAdmitted];
+      if (admitted !== undefined) closed(admitted);
+    };
   }
 
   get shuttingDown(): boolean {
@@ -98,9 +125,8 @@ export class Front {
     });
   }
 
-  private async accept(socket: Socket): Promise<void> {
-    // A reset from the client must never reach the process as an unhandled 'error'.
-    socket.on('error', () => undefined);
+  private async accept(socket: FrontSocket): Promise<void> {
+    socket.on('error', ignoreError);
     if (this.closing) return this.refuse(socket, 'TARPIT_ERR_SHUTTING_DOWN', 'shutting_down');
     const overTotal = this.limits.admit();
     if (overTotal !== undefined) {
@@ -111,17 +137,10 @@ export class Front {
     this.sockets.set(id, socket);
     sessionsActive.inc({ state: 'vetting' });
     // Filled in as the socket passes each gate; read when it closes.
-    const admitted: Admitted = { state: 'vetting' };
-    this.admitted.set(id, admitted);
-    socket.once('close', () => {
-      this.sockets.delete(id);
-      this.admitted.delete(id);
-      this.deps.vetted.delete(id);
-      this.limits.release();
-      if (admitted.client !== undefined) this.limits.releaseClient(admitted.client);
-      if (admitted.capped === true) this.holdCaps.release(admitted.client ?? remoteAddress);
-      sessionsActive.dec({ state: admitted.state });
-    });
+    // Every field in the literal: added later, they would live in a separate property array.
+    const admitted: Admitted = { id, state: 'vetting', client: undefined, capped: false, policy: undefined };
+    socket[kAdmitted] = admitted;
+    socket.on('close', this.onSocketClose);
 
     let remoteAddress = socket.remoteAddress ?? '';
     let remotePort = socket.remotePort ?? 0;
@@ -159,7 +178,7 @@ export class Front {
     }
     // A client that hung up during the checks has already fired 'close'.
     if (socket.destroyed) return policy.release();
-    socket.once('close', () => policy.release());
+    admitted.policy = policy;
     const vetted: Vetted = { id, remoteAddress, remotePort, engine, policy };
     const action = policy.actionAt('connect');
     if (action.kind === 'refuse') return this.refuseVetted(socket, vetted, action.error, 'refused_policy');
@@ -182,6 +201,18 @@ export class Front {
     connectionsTotal.inc({ result: 'accepted' });
     this.enter(admitted, 'relaying');
     this.toRelay(socket, vetted);
+  }
+
+  /** A socket's 'close': everything it held in our accounting is given back. */
+  private closed(admitted: Admitted): void {
+    const { id, client } = admitted;
+    this.sockets.delete(id);
+    this.deps.vetted.delete(id);
+    this.limits.release();
+    if (client !== undefined) this.limits.releaseClient(client);
+    if (admitted.capped && client !== undefined) this.holdCaps.release(client);
+    admitted.policy?.release();
+    sessionsActive.dec({ state: admitted.state });
   }
 
   /** Moves a connection's `sessions_active` count to `state`. */
@@ -216,12 +247,12 @@ export class Front {
    * any relay session.
    */
   relay(socket: Socket, vetted: Vetted): void {
-    const admitted = this.admitted.get(vetted.id);
+    const admitted = (socket as FrontSocket)[kAdmitted];
     if (admitted === undefined || socket.destroyed) {
       socket.destroy();
       return;
     }
-    if (admitted.capped === true) {
+    if (admitted.capped) {
       admitted.capped = false;
       this.holdCaps.release(vetted.remoteAddress);
     }

@@ -29,7 +29,7 @@ export interface RateOpen {
   /** The group's counts with this session included, for `checkRate`. */
   readonly snapshot: RateSnapshot;
   /** Ends this session's share of `concurrent`; calling it again does nothing. */
-  readonly release: () => void;
+  release(): void;
 }
 
 export interface RateLimiterOptions {
@@ -44,8 +44,54 @@ class GroupCounters {
   /** Sessions opened in the last minute. */
   readonly opened: SlidingCount;
 
-  constructor(bucket: number) {
+  constructor(
+    bucket: number,
+    /** The group's key and its store: kept here, once per group, so a session's slot needs neither. */
+    readonly key: string,
+    readonly groups: LRUCache<string, GroupCounters>,
+  ) {
     this.opened = new SlidingCount(BUCKETS, bucket);
+  }
+
+  /**
+   * (Re)stores the group. While sessions are open it must not expire: a held
+   * session can outlast the minute many times over, and forgetting it would
+   * let the group open `maxConcurrent` more. TTL 0 is lru-cache's "never".
+   */
+  touch(): void {
+    this.groups.set(this.key, this, { ttl: this.concurrent > 0 ? 0 : WINDOW_MS });
+  }
+
+  leave(): void {
+    this.concurrent--;
+    // An evicted group's counters are detached: nothing left to update.
+    if (this.concurrent === 0 && this.groups.peek(this.key) === this) this.touch();
+  }
+}
+
+/**
+ * One session's place in its group. A held session keeps it for its whole
+ * hold, tens of thousands at once: three fields, no closure.
+ */
+class RateSlot implements RateOpen {
+  #counters: GroupCounters | undefined;
+  readonly #concurrent: number;
+  readonly #perMinute: number;
+
+  constructor(counters: GroupCounters, perMinute: number) {
+    this.#counters = counters;
+    this.#concurrent = counters.concurrent;
+    this.#perMinute = perMinute;
+  }
+
+  get snapshot(): RateSnapshot {
+    return { concurrent: this.#concurrent, perMinute: this.#perMinute };
+  }
+
+  release(): void {
+    const counters = this.#counters;
+    this.#counters = undefined;
+    counters?.leave();
   }
 }
 
@@ -56,27 +102,18 @@ export class RateLimiter {
   constructor(options: RateLimiterOptions = {}) {
     this.#now = options.now ?? (() => performance.now());
     // A group with sessions open has no TTL; an idle one is kept for the
-    // minute its opens still count in, then forgotten (see #touch).
+    // minute its opens still count in, then forgotten (see GroupCounters.touch).
     this.#groups = groupStore({ store: 'rate', maxGroups: options.maxGroups, now: this.#now });
   }
 
   /** Counts a new session in `group`; the counts returned include it. */
   open(group: string): RateOpen {
     const bucket = this.#bucket();
-    const counters = this.#groups.get(group) ?? new GroupCounters(bucket);
+    const counters = this.#groups.get(group) ?? new GroupCounters(bucket, group, this.#groups);
     const perMinute = counters.opened.add(bucket);
     counters.concurrent++;
-    this.#touch(group, counters);
-
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      counters.concurrent--;
-      // An evicted group's counters are detached: nothing left to update.
-      if (counters.concurrent === 0 && this.#groups.peek(group) === counters) this.#touch(group, counters);
-    };
-    return { snapshot: { concurrent: counters.concurrent, perMinute }, release };
+    counters.touch();
+    return new RateSlot(counters, perMinute);
   }
 
   /** Current counts for `group`, without counting a session. */
@@ -89,15 +126,6 @@ export class RateLimiter {
   /** Groups held (idle ones past their minute included until touched or evicted). */
   get size(): number {
     return this.#groups.size;
-  }
-
-  /**
-   * (Re)stores a group. While sessions are open it must not expire: a held
-   * session can outlast the minute many times over, and forgetting it would
-   * let the group open `maxConcurrent` more. TTL 0 is lru-cache's "never".
-   */
-  #touch(group: string, counters: GroupCounters): void {
-    this.#groups.set(group, counters, { ttl: counters.concurrent > 0 ? 0 : WINDOW_MS });
   }
 
   #bucket(): number {

@@ -17,12 +17,13 @@ import { stateEvictionsTotal } from './metrics.js';
  * too many (a client is not punished for events older than the window).
  */
 export class SlidingCount {
-  readonly #counts: Uint32Array;
+  /** A plain array of small integers: about half the heap of a Uint32Array and its ArrayBuffer, for one per client group. */
+  readonly #counts: number[];
   /** Absolute bucket number of the newest slot written; older slots are cleared on the way forward. */
   #bucket: number;
 
   constructor(buckets: number, bucket: number) {
-    this.#counts = new Uint32Array(buckets);
+    this.#counts = new Array<number>(buckets).fill(0);
     this.#bucket = bucket;
   }
 

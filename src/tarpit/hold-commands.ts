@@ -63,12 +63,32 @@ export const R = {
 
 /** Replies that carry our hostname. */
 export const hostReply = {
-  banner: (host: string): Reply => ({ code: 220, text: `${host} ESMTP` }),
-  drop: (host: string): Reply => ({ code: 421, enhanced: '4.7.0', text: `${host} Service not available, closing transmission channel` }),
-  timeout: (host: string): Reply => ({ code: 421, enhanced: '4.4.2', text: `${host} Error: timeout exceeded` }),
-  tooMuchInput: (host: string): Reply => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too much input` }),
-  tooManyErrors: (host: string): Reply => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too many errors` }),
+  banner: perHost((host) => ({ code: 220, text: `${host} ESMTP` })),
+  drop: perHost((host) => ({ code: 421, enhanced: '4.7.0', text: `${host} Service not available, closing transmission channel` })),
+  timeout: perHost((host) => ({ code: 421, enhanced: '4.4.2', text: `${host} Error: timeout exceeded` })),
+  tooMuchInput: perHost((host) => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too much input` })),
+  tooManyErrors: perHost((host) => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too many errors` })),
 };
+
+/**
+ * The reply for `host`, built once while the hostname stays the same (it is
+ * the config's): a held session keeps its pending reply for the whole wait,
+ * and tens of thousands of copies of one banner would be tens of thousands of
+ * strings.
+ */
+function perHost(make: (host: string) => Reply): (host: string) => Reply {
+  let host: string | undefined;
+  let reply: Reply | undefined;
+  return (h) => {
+    if (reply === undefined || h !== host) {
+      host = h;
+      reply = make(h);
+    }
+    return reply;
+  };
+}
+
+const EHLO_EXTENSIONS = perHost((host) => ({ code: 250, text: `${host}\n8BITMIME\nSMTPUTF8` }));
 
 /** The reply a survivor gets when no observer answers `onSurvived`: what the profile's end says. */
 export function endReply(profile: TarpitProfile): Reply {
@@ -139,7 +159,10 @@ export class HoldDialogue {
         const reply: Reply =
           verb === 'EHLO'
             ? // No PIPELINING (a client that pipelines anyway shows itself), no STARTTLS, no AUTH: we take no mail here.
-              { code: 250, text: `${this.hostname}\nSIZE ${this.sizeLimit}\n8BITMIME\nENHANCEDSTATUSCODES\nSMTPUTF8` }
+              // SMTPUTF8 and 8BITMIME keep a patient MTA from bouncing or converting a message it would send here; nothing
+              // else is said, so the reply stays short enough to stutter at 1 byte/s (OpenBSD spamd's rate) within the
+              // 300 s a client waits for it (RFC 5321 §4.5.3.2), whatever our hostname: a held client never sends a body.
+              EHLO_EXTENSIONS(this.hostname)
             : { code: 250, text: this.hostname };
         return { verb, arg, reply, stage: 'helo', effect: 'helo' };
       }

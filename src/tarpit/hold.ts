@@ -69,8 +69,6 @@ export interface HoldOptions {
   readonly preread?: Buffer;
   /** SIZE advertised in the EHLO reply, bytes; MAIL with a larger SIZE= gets 552. Default 10 MiB. */
   readonly sizeLimit?: number;
-  /** An observer threw; the session answers 451 4.3.0 and closes. Wire this to the trap's counter and log. */
-  readonly onError?: (err: unknown) => void;
   /** [0, 1) like Math.random (the default): draws the profile's jitter. Tests inject their own. */
   readonly random?: () => number;
 }
@@ -88,7 +86,7 @@ type Phase = typeof WAIT | typeof TURN | typeof CLOSING | typeof CLOSED;
 const DEFAULT_SIZE = 10 * 1024 * 1024;
 /** Seconds a profile without `maxHold` holds a client in all. */
 const DEFAULT_MAX_HOLD = 600;
-/** How a session at its profile's maxHold ends. TODO(lead): a 'maxHold' in HOLD_OUTCOMES (types.ts) would tell it from a shutdown or cap. */
+/** How a session at its profile's maxHold ends. */
 const MAX_HOLD_OUTCOME: HoldOutcome = 'maxHold';
 
 export class HoldSession implements HoldControl, TimerTarget, SocketSink {
@@ -101,7 +99,6 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private readonly limits: HoldLimits;
   private readonly timers: TimerQueue;
   private readonly classify: (line: string) => LineClass;
-  private readonly onError: ((err: unknown) => void) | undefined;
   private readonly reader: LineReader;
   private readonly dialogue: HoldDialogue;
   private readonly clock = new StageClock();
@@ -122,6 +119,8 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private waitStage: Stage = 'connect';
   /** Out-of-turn bytes already reported in this wait. */
   private talked = false;
+  /** `bytesRead` when out-of-turn talk was last reported: bytes up to here were reported already (as a pregreet, say) and are not reported again as pipelining at a later wait. */
+  private reportedTo = 0;
   private draining = false;
 
   private outcome: HoldOutcome | undefined;
@@ -132,7 +131,8 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private bytesRead = 0;
   private firstLine = true;
   private bareLfSeen = false;
-  private readonly events: Record<HoldEventKind, number> = { pregreet: 0, pipelining: 0, bareLf: 0, nonSmtp: 0 };
+  /** Counts per event kind; made at the first event, as most held clients (silent bots) raise none. */
+  private events: Record<HoldEventKind, number> | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -141,10 +141,9 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.currentProfile = options.profile;
     this.observer = options.observer;
     this.hostname = options.hostname;
-    this.limits = options.limits ? { ...DEFAULT_HOLD_LIMITS, ...options.limits } : DEFAULT_HOLD_LIMITS;
+    this.limits = resolveLimits(options.limits);
     this.timers = options.timers ?? holdTimers;
     this.classify = options.classify ?? classifyDefault;
-    this.onError = options.onError;
     this.random = options.random ?? Math.random;
     this.reader = new LineReader(this.limits.maxLineLength);
     this.dialogue = new HoldDialogue(this.hostname, options.sizeLimit ?? DEFAULT_SIZE, this.limits.maxRecipients);
@@ -497,11 +496,14 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private outOfTurn(): Decision | undefined {
     if (this.talked) return undefined;
     this.talked = true;
+    if (this.bytesRead <= this.reportedTo) return undefined;
+    this.reportedTo = this.bytesRead;
     return this.raise(this.currentStage === 'connect' ? 'pregreet' : 'pipelining', this.reader.peek(100), this.reader.buffered);
   }
 
   private raise(kind: HoldEventKind, line?: string, bytes?: number): Decision | undefined {
-    this.events[kind]++;
+    const events = (this.events ??= { pregreet: 0, pipelining: 0, bareLf: 0, nonSmtp: 0 });
+    events[kind]++;
     const event: HoldEvent = { kind, stage: this.currentStage, ...(line === undefined ? {} : { line }), ...(bytes === undefined ? {} : { bytes }) };
     return this.checked(this.observer?.onEvent?.(event, this));
   }
@@ -627,7 +629,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
 
   private report(err: unknown): void {
     try {
-      this.onError?.(err);
+      this.observer?.onError?.(err);
     } catch {
       // The error reporter itself failed; nothing sensible is left to tell.
     }
@@ -675,9 +677,19 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
       ...(d.mailFrom !== undefined && { mailFrom: d.mailFrom }),
       rcpts: d.rcpts ?? [],
       rcptCount: d.rcptCount,
-      events: { ...this.events },
+      events: { pregreet: 0, pipelining: 0, bareLf: 0, nonSmtp: 0, ...this.events },
     };
   }
+}
+
+/** Limits given by the caller, completed from the defaults once per object the caller passes, not once per session. */
+const resolvedLimits = new WeakMap<Partial<HoldLimits>, HoldLimits>();
+
+function resolveLimits(given: Partial<HoldLimits> | undefined): HoldLimits {
+  if (given === undefined) return DEFAULT_HOLD_LIMITS;
+  let limits = resolvedLimits.get(given);
+  if (limits === undefined) resolvedLimits.set(given, (limits = Object.freeze({ ...DEFAULT_HOLD_LIMITS, ...given })));
+  return limits;
 }
 
 function first(a: Decision | undefined, b: Decision | undefined): Decision | undefined {

@@ -59,15 +59,14 @@ export class Tarpit {
   }
 
   hold(socket: Socket, vetted: Vetted): void {
-    const { config, trap } = this.deps;
-    const observer = new PolicyObserver(vetted, this.deps, (s) => this.sessions.delete(s));
+    const { config } = this.deps;
+    const observer = new PolicyObserver(vetted, this.deps, this.sessions);
     const session = hold(socket, {
       hostname: config.hostname,
       profile: vetted.policy.profile ?? NO_DELAY,
       observer,
       limits: this.limits,
       sizeLimit: config.limits.maxMessageSize,
-      onError: (err) => trap.catch('connect', err, { sessionId: vetted.id }),
     });
     observer.session = session;
     // A greet wait of 0 can hand the client over before hold() returns: nothing left to hold.
@@ -90,7 +89,8 @@ class PolicyObserver implements HoldObserver {
   constructor(
     private readonly vetted: Vetted,
     private readonly deps: TarpitDeps,
-    private readonly forget: (session: HoldSession) => void,
+    /** The tarpit's sessions, which this one leaves when it ends or is handed over. */
+    private readonly sessions: Set<HoldSession>,
   ) {
     this.startScore = vetted.policy.score.total;
   }
@@ -168,16 +168,21 @@ class PolicyObserver implements HoldObserver {
    * relay path writes the banner and, at close, the session's one log line;
    * the hold writes none (its summary would be a second line for one connection).
    */
-  onRelay(socket: Socket): void {
-    if (this.session) this.forget(this.session);
+  onRelay(socket: Socket, summary: HoldSummary): void {
+    if (this.session) this.sessions.delete(this.session);
     this.vetted.engine.survived(this.policy);
     // It survived its first contact: the relay path's gates must not hold it again as one.
     this.policy.firstContact = false;
-    this.deps.relay(socket, this.vetted);
+    this.deps.relay(socket, { ...this.vetted, greetWait: { seconds: summary.seconds, held: summary.heldSeconds } });
+  }
+
+  /** The observer (or the hold) threw: counted and logged by the trap, like any handler's error. */
+  onError(err: unknown): void {
+    this.deps.trap.catch('connect', err, { sessionId: this.vetted.id });
   }
 
   onClose(summary: HoldSummary): void {
-    if (this.session) this.forget(this.session);
+    if (this.session) this.sessions.delete(this.session);
     this.policy.release();
     const stages = heldStageTimes(summary.held, summary.client);
     recordSessionTiming({ verdict: this.policy.verdict, stages, hangup: summary.hangup, held: summary.heldSeconds });

@@ -146,6 +146,8 @@ export interface HoldObserver {
   onRelay?(socket: Socket, summary: HoldSummary): void;
   /** Exactly once per session, after the socket closed, whatever ended it (unless handed over: `onRelay`). */
   onClose?(summary: HoldSummary): void;
+  /** The observer (or the hold) threw; the session answers 451 4.3.0 and closes. Wire this to the trap's counter and log. */
+  onError?(err: unknown): void;
 }
 
 export interface HoldLimits {

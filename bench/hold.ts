@@ -32,12 +32,8 @@ const RATE = Number(process.env.BENCH_HOLD_RATE ?? 2_000);
 const WINDOW_S = 20;
 const LATENCY_WARMUP = 10;
 const LATENCY_SESSIONS = 50;
-/**
- * Bytes per second of the stutter phase. OpenBSD spamd trickles 1 B/s, but the
- * policy check refuses it: a 341-byte EHLO reply would take 341 s, past the
- * 300 s a patient MTA waits (RFC 5321 §4.5.3.2). 2 B/s is the slowest it takes.
- */
-const STUTTER = 2;
+/** Bytes per second of the stutter phase: OpenBSD spamd's rate. */
+const STUTTER = 1;
 /** prom-client's monitorEventLoopDelay resolution: every sample includes this timer interval. */
 const LAG_RESOLUTION_S = 0.01;
 const TARGET = { kbPerHeld: 6, lagP99Ms: 20, latencyRatio: 1.5 } as const;

@@ -20,7 +20,7 @@ import type { Vetted } from './front.js';
 import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
 import { RelaySession } from './session.js';
 import { recordSessionTiming } from '../tarpit/metrics.js';
-import { stageDelay } from '../tarpit/hold-clock.js';
+import { jittered, stageDelay } from '../tarpit/hold-clock.js';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -223,7 +223,7 @@ export class RelayHandlers {
     if (action.kind === 'continue') return;
     this.releaseBackend(rs);
     if (action.kind === 'refuse') throw action.error;
-    const delay = stageDelay(action.profile, stage);
+    const delay = jittered(stageDelay(action.profile, stage), action.profile.jitter ?? 0, Math.random);
     const start = performance.now();
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay * 1000));
     rs.clock.heldSince(start);

@@ -71,8 +71,10 @@ class RelayClock {
   /** Start of the client's running turn; undefined while our hook works. */
   private turn: number | undefined;
 
-  constructor(start: number) {
+  /** `greetWait`: ms a hold held this client at connect before handing it over (already in the past of `start`). */
+  constructor(start: number, greetWaitMs = 0) {
     this.turn = this.entered = start;
+    this.times[STAGES.length + STAGE_INDEX.connect] = greetWaitMs;
   }
 
   get current(): Stage {
@@ -137,11 +139,12 @@ class RelayClock {
 }
 
 export class RelaySession {
-  readonly startedAt = performance.now();
+  /** When the connection began: before the hand-over for a client that sat a greet wait out, so its duration counts the wait. */
+  readonly startedAt: number;
   backend: BackendConnection | undefined;
   /** Hooks in flight: a shutdown waits for these so it never cuts a transaction. */
   pending = 0;
-  readonly clock = new RelayClock(this.startedAt);
+  readonly clock: RelayClock;
   readonly messages: MessageRecord[] = [];
   /** Recipients the backend refused with 5xx in this session (recipient harvesting). */
   rejectedRecipients = 0;
@@ -150,6 +153,10 @@ export class RelaySession {
   readonly port: number;
 
   constructor(readonly vetted: Vetted) {
+    const now = performance.now();
+    const wait = vetted.greetWait;
+    this.startedAt = wait === undefined ? now : now - wait.seconds * 1000;
+    this.clock = new RelayClock(now, wait === undefined ? 0 : wait.held * 1000);
     this.id = vetted.id;
     this.address = vetted.remoteAddress;
     this.port = vetted.remotePort;

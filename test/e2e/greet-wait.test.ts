@@ -72,6 +72,10 @@ test('a silent first contact waits the banner delay, then is relayed in the same
     const messages = lines[0]?.messages as Array<Record<string, unknown>>;
     assert.deepEqual(messages.map((m) => m.result), ['relayed']);
     assert.equal(lines[0]?.path, undefined, 'the relay path wrote it, not the hold');
+    // The greet wait is part of this session: held at connect, and in its duration.
+    const stages = lines[0]?.stages as Record<string, { held: number; client: number }>;
+    assert.ok(stages.connect!.held >= 0.95 && stages.connect!.held < 2, `connect held ${JSON.stringify(stages)}`);
+    assert.ok((lines[0]?.duration as number) >= stages.connect!.held, `duration ${String(lines[0]?.duration)} counts the wait`);
 
     // Allowlisted: the next connection is greeted at once.
     const retry = await greet(p.port, address);

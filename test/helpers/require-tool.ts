@@ -25,6 +25,8 @@ const INSTALL_HINT: Readonly<Record<string, string>> = {
   'smtp-sink': 'postfix',
   swaks: 'swaks',
   'redis-server': 'redis-server',
+  'systemd-analyze': 'systemd',
+  'systemd-sysusers': 'systemd',
   promtool: 'prometheus',
   dnsmasq: 'dnsmasq',
   unbound: 'unbound',

@@ -7,6 +7,10 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'smtp_tarpit_' });
+// prom-client also exports these three sums as gauges named `_total`, which
+// Prometheus reserves for counters (promtool's lint says so); the same figures
+// are the sums of `nodejs_active_{handles,requests,resources}{type}`.
+for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMetric(`smtp_tarpit_nodejs_active_${name}_total`);
 
 /** Fast loopback replies and slow real MTAs both resolve: 1 ms to 10 min. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];

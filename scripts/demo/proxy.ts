@@ -45,6 +45,9 @@ export function writeDemoFiles(root: string, dir: string, ports: { listen: numbe
   config.setIn(['backend', 'address'], `127.0.0.1:${ports.backend}`);
   config.setIn(['metrics', 'listen'], `127.0.0.1:${ports.metrics}`);
   config.set('policies', policies);
+  // On loopback as whoever runs it: no switch to the shipped `user` (it could not read this temp dir).
+  config.delete('user');
+  config.delete('group');
   const configFile = join(dir, 'smtp-tarpit.yaml');
   writeFileSync(configFile, config.toString());
   return { config: configFile, policies, log: join(dir, 'smtp-tarpit.log') };

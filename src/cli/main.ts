@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The command line (yargs wiring only): serve, check, explain, version. Only src/cli/
+ * The command line (yargs wiring only): serve, check, explain, status, version. Only src/cli/
  * may end the process.
  */
 import yargs from 'yargs';
@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { runCheck } from './check.js';
 import { runExplain } from './explain.js';
 import { runServe } from './serve.js';
+import { runStatus } from './status.js';
 import { VERSION } from './version.js';
 
 const DEFAULT_CONFIG = 'config/smtp-tarpit.yaml';
@@ -24,7 +25,8 @@ await yargs(hideBin(process.argv))
         .option('listen', { type: 'string', describe: 'Override listen, HOST:PORT ([::1]:2525 for IPv6)' })
         .option('backend', { type: 'string', describe: 'Override backend.address, HOST:PORT' })
         .option('metrics', { type: 'string', describe: 'Override metrics.listen, HOST:PORT, or "off"' })
-        .option('policies', { type: 'string', describe: 'Override the policy directory' }),
+        .option('policies', { type: 'string', describe: 'Override the policy directory' })
+        .option('workers', { type: 'number', describe: 'Override workers: processes sharing the listener (1 = this process only)' }),
     async (argv) => {
       process.exitCode = await runServe(argv);
     },
@@ -56,10 +58,23 @@ await yargs(hideBin(process.argv))
       process.exitCode = await runExplain(argv);
     },
   )
+  .command(
+    'status',
+    'Ask the running proxy (its metrics listener) what it holds now: connections, sessions by stage, held by profile, hang-ups, backend pool, workers, last policy reload, caps',
+    (y) =>
+      y
+        .option('metrics', { type: 'string', describe: 'Metrics listener to ask, HOST:PORT (default: metrics.listen from --config)' })
+        .option('config', { alias: 'c', type: 'string', default: DEFAULT_CONFIG, describe: 'Configuration file (YAML): its metrics.listen is asked' })
+        .option('json', { type: 'boolean', default: false, describe: 'Print JSON' })
+        .epilog('Exit status: 0 reachable and ready; 1 reachable but not ready (the reason is printed); 2 the metrics listener cannot be reached (refused, or no answer within 3 s) or is not smtp-tarpit\'s.'),
+    async (argv) => {
+      process.exitCode = await runStatus(argv);
+    },
+  )
   .command('version', 'Print the version', {}, () => {
     console.log(VERSION);
   })
-  .demandCommand(1, 'Name a command: serve, check, explain or version')
+  .demandCommand(1, 'Name a command: serve, check, explain, status or version')
   .strict()
   .version(VERSION)
   .help()

@@ -18,6 +18,7 @@ export interface ConfigOverrides {
   readonly backend?: string | undefined;
   readonly metrics?: string | undefined;
   readonly policies?: string | undefined;
+  readonly workers?: number | undefined;
 }
 
 const validate = compileSchema(CONFIG_SCHEMA);
@@ -65,6 +66,7 @@ function applyOverrides(raw: Raw, o: ConfigOverrides): void {
   if (o.backend !== undefined) section('backend').address = o.backend;
   if (o.metrics !== undefined) section('metrics').listen = o.metrics === 'off' ? null : o.metrics;
   if (o.policies !== undefined) raw.policies = resolve(o.policies);
+  if (o.workers !== undefined) raw.workers = o.workers;
 }
 
 /** Every pattern in the schema is an endpoint; anyOf is metrics.listen (endpoint or null). */
@@ -78,6 +80,7 @@ const FLAG_FOR_PATH: Record<string, keyof ConfigOverrides> = {
   listen: 'listen',
   'backend/address': 'backend',
   'metrics/listen': 'metrics',
+  workers: 'workers',
 };
 
 /** The mistake at `issue.path`; a bad flag is the command line's mistake, not the file's. */
@@ -119,6 +122,10 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
   };
   if ((config.tls.key === undefined) !== (config.tls.cert === undefined)) {
     errors.push(ConfigError.from(yaml.issue(['tls'], 'set both key and cert, or neither')));
+  }
+  // Switching user without choosing the group (or the reverse) would keep root's group.
+  if ((config.user === undefined) !== (config.group === undefined)) {
+    errors.push(ConfigError.from(yaml.issue([config.user === undefined ? 'group' : 'user'], 'set both user and group, or neither')));
   }
   if (config.backend.warm > config.backend.poolSize) {
     errors.push(ConfigError.from(yaml.issue(['backend', 'warm'], `must not exceed backend.poolSize (${config.backend.poolSize})`)));

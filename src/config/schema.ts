@@ -23,6 +23,10 @@ export const CONFIG_SCHEMA = {
     banner: { type: 'string', maxLength: 200, default: '', description: 'Text after "220 <hostname> ESMTP" in the greeting.' },
     backlog: { type: 'integer', minimum: 1, maximum: 65535, default: 4096, description: 'Listen backlog; Node defaults to 511, which stalled 2,000 simultaneous connects for seconds. The kernel caps it at net.core.somaxconn.' },
     policies: { type: 'string', default: '../policies', description: 'Directory of policy files, relative to this file.' },
+    workers: { type: 'integer', minimum: 1, maximum: 256, default: 1, description: 'Processes serving SMTP on the shared listener (node:cluster); 1 serves from this one process. Above 1 a primary process forks them, replaces any that dies and serves the metrics listener for all of them. Every cap (limits, tarpit, per-client, rate windows, allowlist cache in memory) applies per worker.' },
+    user: { type: 'string', minLength: 1, description: 'When started as root: user to switch to once the listeners are bound (name or uid). Set together with group. Ignored, with a log line, when not started as root.' },
+    group: { type: 'string', minLength: 1, description: 'When started as root: group to switch to (name or gid); supplementary groups come from the user\'s entries in the group database.' },
+    allowRoot: { type: 'boolean', default: false, description: 'Keep running as root on a non-loopback listen address. Off: such a start is refused (exit 1); set user and group instead, or run unprivileged with CAP_NET_BIND_SERVICE.' },
     limits: {
       type: 'object',
       additionalProperties: false,
@@ -171,6 +175,12 @@ export interface Config {
   readonly backlog: number;
   /** Absolute path of the policy directory. */
   readonly policies: string;
+  /** Processes serving SMTP; 1 = this process, more = a cluster primary and its workers. */
+  readonly workers: number;
+  /** Who to become after binding when started as root (both or neither). */
+  readonly user?: string;
+  readonly group?: string;
+  readonly allowRoot: boolean;
   readonly limits: {
     readonly maxConnections: number;
     readonly maxConnectionsPerClient: number;

@@ -14,10 +14,19 @@ export interface Readiness {
   [detail: string]: unknown;
 }
 
+/** Where /metrics text comes from: our registry, or a cluster primary's aggregate of its workers. */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
 export class MetricsServer {
   private readonly server: Server;
 
-  constructor(private readonly readiness: () => Readiness) {
+  constructor(
+    private readonly readiness: () => Readiness,
+    source: MetricsSource = registry,
+  ) {
     this.server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -25,8 +34,8 @@ export class MetricsServer {
         return;
       }
       if (path === '/metrics') {
-        registry.metrics().then(
-          (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+        source.metrics().then(
+          (text) => res.writeHead(200, { 'Content-Type': source.contentType }).end(text),
           (err: unknown) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(String(err)),
         );
       } else if (path === '/healthz') {

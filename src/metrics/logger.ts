@@ -8,11 +8,15 @@ export type { Logger };
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/**
+ * `worker` (a cluster worker's slot, 1..N) goes on every line, so a session
+ * line says which process served it; single-process mode leaves it out.
+ */
+export function createLogger(level: LogLevel, destination?: DestinationStream, worker?: number): Logger {
   return pino(
     {
       level,
-      base: { pid: process.pid },
+      base: worker === undefined ? { pid: process.pid } : { pid: process.pid, worker },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },

@@ -25,7 +25,7 @@ export const connectionsTotal = new Counter({
 
 export const sessionsActive = new Gauge({
   name: 'smtp_tarpit_connections_active',
-  help: 'Client connections open right now, by state (vetting, relaying).',
+  help: 'Client connections open right now, by state: vetting (the policy is deciding), held (in the tarpit), relaying.',
   labelNames: ['state'] as const,
   registers: [registry],
 });
@@ -89,6 +89,8 @@ export const backendReplySeconds = new Histogram({
 export const backendUp = new Gauge({
   name: 'smtp_tarpit_backend_up',
   help: '1 when the last backend connection attempt succeeded and the backend accepts XCLIENT, else 0.',
+  // With workers, 0 when any worker's last attempt failed (a sum would read 1 as "up").
+  aggregator: 'min',
   registers: [registry],
 });
 

@@ -2,7 +2,7 @@
  * The policy engine's metrics (issue 3 §7, DESIGN §6). Labels are check names,
  * verdicts and results from fixed sets, never client addresses.
  */
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { registry } from '../metrics/registry.js';
 import { TallyCounter } from '../metrics/tally-counter.js';
 
@@ -33,3 +33,25 @@ export const policyReloadsTotal = new Counter({
   labelNames: ['result'] as const,
   registers: [registry],
 });
+
+/** Like Prometheus' own prometheus_config_last_reload_successful; with workers, the scrape shows the latest. */
+export const policyLastReloadTimestamp = new Gauge({
+  name: 'smtp_tarpit_policy_last_reload_timestamp_seconds',
+  help: 'When the policy was last loaded or a reload was last tried (Unix time, seconds); the load at start counts.',
+  registers: [registry],
+  aggregator: 'max',
+});
+
+/** With workers, 0 if any worker's last reload failed. */
+export const policyLastReloadSuccess = new Gauge({
+  name: 'smtp_tarpit_policy_last_reload_success',
+  help: '1 when the last policy load or reload succeeded, 0 when it failed and the previous policy stayed in force.',
+  registers: [registry],
+  aggregator: 'min',
+});
+
+/** Records one load or reload attempt of the policy directory. */
+export function recordPolicyLoad(ok: boolean, at: number = Date.now()): void {
+  policyLastReloadTimestamp.set(at / 1000);
+  policyLastReloadSuccess.set(ok ? 1 : 0);
+}

@@ -10,7 +10,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../metrics/logger.js';
 import { PolicyEngine, type Identity, type PolicyState } from './engine.js';
 import { loadPolicyDir } from './load.js';
-import { policyReloadsTotal } from './metrics.js';
+import { policyReloadsTotal, recordPolicyLoad } from './metrics.js';
 import type { Policy } from './spec.js';
 
 export type ReloadResult = { readonly ok: true; readonly policy: Policy } | { readonly ok: false; readonly errors: readonly string[] };
@@ -33,6 +33,7 @@ export class PolicyStore {
     const policy = loadPolicyDir(dir);
     this.engine = new PolicyEngine(policy, state, us);
     this.applyState(policy);
+    recordPolicyLoad(true);
   }
 
   get current(): PolicyEngine {
@@ -46,12 +47,14 @@ export class PolicyStore {
     } catch (err) {
       const errors = describe(err);
       policyReloadsTotal.inc({ result: 'error' });
+      recordPolicyLoad(false);
       this.logger.error({ trigger, dir: this.dir, errors }, 'policy reload failed; the previous policy stays in force');
       return { ok: false, errors };
     }
     this.engine = new PolicyEngine(policy, this.state, this.us);
     this.applyState(policy);
     policyReloadsTotal.inc({ result: 'ok' });
+    recordPolicyLoad(true);
     this.logger.info({ trigger, dir: this.dir }, 'policy reloaded');
     return { ok: true, policy };
   }

@@ -17,6 +17,7 @@ import { Front, type Vetted } from './front.js';
 import { createPolicyState, localIdentity } from '../policy/state.js';
 import { PolicyStore } from '../policy/policy-store.js';
 import { Tarpit } from '../tarpit/tarpit.js';
+import { countSessions } from '../tarpit/metrics.js';
 import { RelayHandlers } from './handlers.js';
 
 export interface ProxyOptions {
@@ -41,6 +42,8 @@ export class Proxy {
   private readonly front: Front;
   private readonly metrics: MetricsServer;
   private listening = false;
+  /** Stops counting this proxy's sessions in scrapes (set while it runs). */
+  private uncount: (() => void) | undefined;
 
   constructor(private readonly options: ProxyOptions) {
     const { config, logger } = options;
@@ -108,9 +111,16 @@ export class Proxy {
     }
     this.pool.start();
     this.policy.watch();
+    this.uncount = countSessions({
+      held: () => this.tarpit.heldSessions(),
+      relaying: () => this.handlers.sessions.values(),
+      profiles: () => this.policy.current.policy.profiles.keys(),
+    });
+    // SMTP binds last: `serve` drops root right after start() returns, and only
+    // promise jobs may run between this listen and that drop (src/cli/privileges.ts).
+    const metrics = this.options.config.metrics.listen ? await this.metrics.listen(this.options.config.metrics.listen) : null;
     const smtp = await this.front.listen();
     this.listening = true;
-    const metrics = this.options.config.metrics.listen ? await this.metrics.listen(this.options.config.metrics.listen) : null;
     this.options.logger.info({ listen: smtp, metrics, backend: this.options.config.backend.address }, 'smtp-tarpit listening');
     return { smtp, metrics };
   }
@@ -125,6 +135,7 @@ export class Proxy {
   /** SIGTERM: drain (see Front.close), then close the pool and the metrics listener. */
   async stop(graceSeconds = this.options.config.shutdown.grace): Promise<void> {
     this.policy.close();
+    this.uncount?.();
     await Promise.all([this.front.close(graceSeconds), this.tarpit.close()]);
     await this.pool.close();
     await this.metrics.close();

@@ -6,6 +6,7 @@
  */
 import type { Config } from '../config/schema.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
+import { tarpitCap } from './metrics.js';
 
 /** Which cap refused a client; also the `cap` label of smtp_tarpit_tarpit_refused_total. */
 export type HoldCap = 'held' | 'per_client' | 'per_group' | 'memory';
@@ -35,7 +36,9 @@ export class HoldCaps {
   constructor(
     private readonly config: HoldCapsConfig,
     private readonly clock: HoldCapsClock = SYSTEM_CLOCK,
-  ) {}
+  ) {
+    publishCaps(config);
+  }
 
   /** Clients held right now. */
   get size(): number {
@@ -84,6 +87,17 @@ export class HoldCaps {
     }
     return this.rss > this.config.memoryBudget;
   }
+}
+
+/** The caps as configured, for alerts that divide held clients by them (fixed until a restart). */
+function publishCaps(config: HoldCapsConfig): void {
+  const caps: Record<HoldCap, number> = {
+    held: config.maxHeld,
+    per_client: config.maxHeldPerClient,
+    per_group: config.maxHeldPerGroup,
+    memory: config.memoryBudget,
+  };
+  for (const [cap, value] of Object.entries(caps)) tarpitCap.set({ cap }, value);
 }
 
 /** Deletes a key at zero, so the maps hold only clients held right now. */

@@ -58,6 +58,11 @@ export class Tarpit {
     return this.sessions.size;
   }
 
+  /** Held sessions now, read-only: each one's stage and profile, for the scrape-time census (metrics.ts). */
+  heldSessions(): Iterable<{ readonly stage: Stage; readonly profile: TarpitProfile }> {
+    return this.sessions.values();
+  }
+
   hold(socket: Socket, vetted: Vetted): void {
     const { config } = this.deps;
     const observer = new PolicyObserver(vetted, this.deps, this.sessions);

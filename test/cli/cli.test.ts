@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -106,6 +106,8 @@ test('serve relays with flags overriding the file, survives SIGHUP with a broken
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, 'smtp-tarpit.yaml');
   writeFileSync(config, readFileSync('config/smtp-tarpit.yaml', 'utf8').replace('reverseLookup: true', 'reverseLookup: false'));
+  // Started as root, the shipped config switches to nobody, who must still read the file when SIGHUP reloads it.
+  chmodSync(dir, 0o755);
   const child = spawn(process.execPath, [...CLI, 'serve', '--config', config, '--policies', RELAY_POLICIES, '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend.port}`, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.after(() => child.kill('SIGKILL'));
   const ready = await firstLogLine(child, (l) => l.msg === 'smtp-tarpit listening');

@@ -83,7 +83,10 @@ export class HarvestWindow {
   }
 }
 
+/** Buckets per window, for the Redis store, which must count exactly as this one (redis-scripts.ts). */
+export const HARVEST_BUCKETS = BUCKETS;
+
 /** Whole milliseconds, at least one per bucket, so a bucket never has length 0. */
-function windowMs(seconds: number): number {
+export function windowMs(seconds: number): number {
   return Math.max(BUCKETS, Math.round(seconds * 1000));
 }

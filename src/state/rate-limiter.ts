@@ -18,6 +18,9 @@ const BUCKETS = 12;
 const BUCKET_MS = 5_000;
 const WINDOW_MS = BUCKETS * BUCKET_MS;
 
+/** The minute's cut, for the Redis store, which must count exactly as this one (redis-scripts.ts). */
+export const RATE_WINDOW = { buckets: BUCKETS, bucketMs: BUCKET_MS, windowMs: WINDOW_MS } as const;
+
 export interface RateSnapshot {
   /** Sessions open now in the group. */
   readonly concurrent: number;

@@ -1,0 +1,165 @@
+/**
+ * The `memory` state store (issue 6, the default): everything one process
+ * remembers, bounded by entries and TTL. It composes the allowlist cache, the
+ * rate and harvest windows, and the greylist and reputation caches, and
+ * answers every call at once with a plain value (MaybePromise): the connect
+ * stage must not pay a promise per session.
+ *
+ * Time comes with each call (`now`, ms since the epoch, as `Date.now()`), not
+ * from a clock of its own: a fleet's stores share one time base, and a test
+ * drives expiry and decay by passing it. The parts keep their injected-clock
+ * design; they read the time of the call in progress.
+ *
+ * Cost: operations count `smtp_tarpit_store_operations_total` through tallies
+ * (one addition each) but observe no latency histogram. Measured (2026-11-23,
+ * this 2-core VM, 300,000 sessions over 1,000 groups): a session's `connect`
+ * plus `finish` with its slot took 1.4–2.0 µs; timing the `connect` into the
+ * histogram (two performance.now() calls and an observation) added 1.8–2.3 µs,
+ * more than the work it would time.
+ */
+import { AllowlistCache } from './allowlist-cache.js';
+import { MemoryGreylist, type GreylistPeek } from './greylist-memory.js';
+import { HarvestWindow } from './harvest-window.js';
+import { greylistOutcomes, storeOperation } from './metrics.js';
+import { RateLimiter } from './rate-limiter.js';
+import { MemoryReputation } from './reputation-memory.js';
+import type {
+  ConnectQuery,
+  ConnectState,
+  GreylistKey,
+  GreylistOutcome,
+  GreylistSettings,
+  RateSlot,
+  SessionOutcome,
+  StateStore,
+  StoreHealth,
+  StoreSettings,
+} from './store.js';
+
+export interface MemoryStoreOptions extends StoreSettings {
+  /** Most client groups remembered by the rate, harvest and reputation counters, each; default 100,000. */
+  readonly maxGroups?: number;
+  /** Most greylisting triplets, and most passed networks, remembered; default 100,000. */
+  readonly greylistMaxEntries?: number;
+}
+
+/** The policy schema's defaults, in force until the first `configure()`. */
+const DEFAULT_ALLOWLIST = { ttl: 604_800, maxEntries: 100_000 } as const;
+const DEFAULT_HARVEST_WINDOW = 600;
+const DEFAULT_HALF_LIFE = 86_400;
+
+const HEALTHY: StoreHealth = Object.freeze({ kind: 'memory', degraded: false });
+
+const connectOk = storeOperation('memory', 'connect', 'ok');
+const finishOk = storeOperation('memory', 'finish', 'ok');
+const allowlistOk = storeOperation('memory', 'allowlist', 'ok');
+const harvestOk = storeOperation('memory', 'harvest', 'ok');
+const greylistOk = storeOperation('memory', 'greylist', 'ok');
+const peekOk = storeOperation('memory', 'peek_greylist', 'ok');
+
+export class MemoryStore implements StateStore {
+  readonly kind = 'memory' as const;
+
+  /** The `now` of the call in progress: the parts' clock. */
+  #clock = Date.now();
+  readonly #allowlist: AllowlistCache;
+  readonly #rates: RateLimiter;
+  readonly #harvest: HarvestWindow;
+  readonly #greylist: MemoryGreylist;
+  readonly #reputation: MemoryReputation;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    const now = (): number => this.#clock;
+    const allowlist = options.allowlistCache ?? DEFAULT_ALLOWLIST;
+    this.#allowlist = new AllowlistCache({ ttl: allowlist.ttl, maxEntries: allowlist.maxEntries, now });
+    this.#rates = new RateLimiter({ maxGroups: options.maxGroups, now });
+    this.#harvest = new HarvestWindow({ window: options.harvestWindow ?? DEFAULT_HARVEST_WINDOW, maxGroups: options.maxGroups, now });
+    this.#greylist = new MemoryGreylist({ maxEntries: options.greylistMaxEntries, now });
+    this.#reputation = new MemoryReputation({ maxEntries: options.maxGroups, halfLife: options.reputationHalfLife ?? DEFAULT_HALF_LIFE, now });
+  }
+
+  configure(settings: StoreSettings): void {
+    this.#clock = Date.now();
+    if (settings.allowlistCache) this.#allowlist.resize(settings.allowlistCache.ttl, settings.allowlistCache.maxEntries);
+    if (settings.harvestWindow !== undefined) this.#harvest.setWindow(settings.harvestWindow);
+    if (settings.reputationHalfLife !== undefined) this.#reputation.halfLife = settings.reputationHalfLife;
+  }
+
+  connect(query: ConnectQuery, now: number): ConnectState {
+    this.#clock = now;
+    connectOk.inc();
+    const reputation = this.#reputation.get(query.group);
+    if (!query.count) {
+      // Look, don't touch: no hit counted, no recency refreshed.
+      return { allowlisted: this.#allowlist.peek(query.client) !== undefined, rate: this.#rates.snapshot(query.group), reputation };
+    }
+    const allowlisted = this.#allowlist.has(query.client);
+    const slot = this.#rates.open(query.group);
+    return { allowlisted, rate: slot.snapshot, reputation, slot };
+  }
+
+  finish(group: string, outcome: SessionOutcome, now: number, slot?: RateSlot): void {
+    this.#clock = now;
+    finishOk.inc();
+    slot?.release();
+    this.#reputation.record(group, outcome);
+  }
+
+  /**
+   * `ttl` is the policy's, the same for every entry; a new one (a reload)
+   * re-times the cache's entries as `configure()` would.
+   */
+  allowlist(client: string, reason: string, ttl: number, now: number): void {
+    this.#clock = now;
+    allowlistOk.inc();
+    if (ttl !== this.#allowlist.ttl) this.#allowlist.resize(ttl, this.#allowlist.maxEntries);
+    this.#allowlist.add(client, reason);
+  }
+
+  /** `window` is the policy's; a new one re-cuts the window (HarvestWindow.setWindow: a no-op when unchanged). */
+  harvest(group: string, window: number, now: number): number {
+    this.#clock = now;
+    harvestOk.inc();
+    this.#harvest.setWindow(window);
+    return this.#harvest.add(group);
+  }
+
+  greylist(key: GreylistKey, settings: GreylistSettings, now: number): GreylistOutcome {
+    this.#clock = now;
+    greylistOk.inc();
+    const outcome = this.#greylist.decide(key, settings);
+    greylistOutcomes[outcome].inc();
+    return outcome;
+  }
+
+  peekGreylist(key: GreylistKey, settings: GreylistSettings, now: number): GreylistPeek {
+    this.#clock = now;
+    peekOk.inc();
+    return this.#greylist.peek(key, settings);
+  }
+
+  health(): StoreHealth {
+    return HEALTHY;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** Entries held, per part (for tests and `status`). */
+  get sizes(): { readonly allowlist: number; readonly rates: number; readonly harvest: number; readonly greylist: number; readonly reputation: number } {
+    return {
+      allowlist: this.#allowlist.size,
+      rates: this.#rates.size,
+      harvest: this.#harvest.size,
+      greylist: this.#greylist.size,
+      reputation: this.#reputation.size,
+    };
+  }
+
+  /** The allowlist entry of `client`, without counting or refreshing (for `explain`). */
+  peekAllowlist(client: string, now: number): { readonly reason: string; readonly since: number } | undefined {
+    this.#clock = now;
+    return this.#allowlist.peek(client);
+  }
+}

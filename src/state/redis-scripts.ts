@@ -1,0 +1,207 @@
+/**
+ * The Redis store's Lua scripts (issue 6: atomic where counts must not race).
+ * Each is one round trip and runs alone on the server, so 50 sessions of one
+ * group opening at once get concurrency counts 1..50, each once. They follow
+ * the memory store's rules step by step (rate-limiter.ts, harvest-window.ts,
+ * greylist-memory.ts, reputation-memory.ts); the shared contract test holds
+ * both stores to the same answers. Every key written gets a TTL here.
+ *
+ * Times and bucket numbers are computed by the caller and passed in, so the
+ * scripts never read the server's clock and a fleet shares the callers' one
+ * time base. Results are integers or strings only: Redis truncates a Lua
+ * number in a reply to an integer, so decayed counts travel as strings.
+ */
+import type { Redis } from 'ioredis';
+
+/**
+ * KEYS: allowlist entry, the group's rate hash, the group's reputation hash.
+ * ARGV: count (1 | 0), current bucket, buckets per window, idle TTL ms, busy TTL ms.
+ * The rate hash holds `c` (sessions open) and one field per bucket (sessions opened in it).
+ * Returns {allowlisted 0|1, concurrent, perMinute, bad, good, at} (the last three '' when unknown).
+ */
+const CONNECT = `
+local allowed = redis.call('EXISTS', KEYS[1])
+local counting = ARGV[1] == '1'
+local bucket = tonumber(ARGV[2])
+local oldest = bucket - tonumber(ARGV[3])
+local concurrent = 0
+if counting then
+  concurrent = redis.call('HINCRBY', KEYS[2], 'c', 1)
+  if concurrent < 1 then
+    redis.call('HSET', KEYS[2], 'c', 1)
+    concurrent = 1
+  end
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+end
+local perMinute = 0
+local fields = redis.call('HGETALL', KEYS[2])
+for i = 1, #fields, 2 do
+  local name = fields[i]
+  if name == 'c' then
+    if not counting then concurrent = tonumber(fields[i + 1]) end
+  else
+    local b = tonumber(name)
+    if b ~= nil and b > oldest then
+      perMinute = perMinute + tonumber(fields[i + 1])
+    elseif counting then
+      redis.call('HDEL', KEYS[2], name)
+    end
+  end
+end
+if counting then
+  if concurrent > 0 then
+    redis.call('PEXPIRE', KEYS[2], ARGV[5])
+  else
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+end
+local rep = redis.call('HMGET', KEYS[3], 'bad', 'good', 'at')
+return {allowed, concurrent, perMinute, rep[1] or '', rep[2] or '', rep[3] or ''}
+`;
+
+/**
+ * Releases one session's concurrency: KEYS: the rate hash; ARGV: idle TTL ms, busy TTL ms.
+ * A hash that expired meanwhile (its TTL bounds what a crashed process leaks) is not recreated.
+ */
+const RELEASE_LUA = `
+local function release(key, idle, busy)
+  if redis.call('EXISTS', key) == 0 then return 0 end
+  local c = redis.call('HINCRBY', key, 'c', -1)
+  if c <= 0 then
+    redis.call('HSET', key, 'c', 0)
+    redis.call('PEXPIRE', key, idle)
+  else
+    redis.call('PEXPIRE', key, busy)
+  end
+  return c
+end
+`;
+
+const RELEASE = `${RELEASE_LUA}
+return release(KEYS[1], ARGV[1], ARGV[2])
+`;
+
+/**
+ * A session's end in one write. KEYS: the reputation hash, the rate hash (or
+ * the same reputation key when no slot is released). ARGV: outcome (bad |
+ * delivered | neutral), now ms, half-life ms, keep ms, release (1 | 0), idle
+ * TTL ms, busy TTL ms. Decays the stored counts to now, adds one, stores
+ * `{bad, good, at}` (reputation-memory.ts).
+ */
+const FINISH = `${RELEASE_LUA}
+if ARGV[5] == '1' then release(KEYS[2], ARGV[6], ARGV[7]) end
+local outcome = ARGV[1]
+if outcome ~= 'bad' and outcome ~= 'delivered' then return 0 end
+local now = tonumber(ARGV[2])
+local rep = redis.call('HMGET', KEYS[1], 'bad', 'good', 'at')
+local bad = tonumber(rep[1]) or 0
+local good = tonumber(rep[2]) or 0
+local at = tonumber(rep[3]) or now
+local age = now - at
+if age > 0 then
+  local factor = math.pow(2, -age / tonumber(ARGV[3]))
+  bad = bad * factor
+  good = good * factor
+end
+if outcome == 'bad' then bad = bad + 1 else good = good + 1 end
+redis.call('HSET', KEYS[1], 'bad', string.format('%.17g', bad), 'good', string.format('%.17g', good), 'at', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+`;
+
+/**
+ * One rejected recipient. KEYS: the group's harvest hash (its key names the
+ * window, so a new window starts from nothing, as HarvestWindow.setWindow
+ * does). ARGV: current bucket, buckets per window, window ms. Returns the
+ * count within the window, this one included.
+ */
+const HARVEST = `
+local bucket = tonumber(ARGV[1])
+local oldest = bucket - tonumber(ARGV[2])
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local total = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local b = tonumber(fields[i])
+  if b ~= nil and b > oldest then
+    total = total + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return total
+`;
+
+/**
+ * Greylisting (greylist-memory.ts's rules). KEYS: the network's passed entry,
+ * the triplet's pending entry. ARGV: now ms, min delay ms, pending expiry ms,
+ * passed expiry ms, pending keep ms. Returns the outcome's name.
+ */
+const GREYLIST = `
+local now = tonumber(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  return 'allowlisted'
+end
+local first = redis.call('GET', KEYS[2])
+if not first then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+  return 'new'
+end
+local age = now - tonumber(first)
+if age < tonumber(ARGV[2]) then return 'early' end
+if age >= tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[5])
+  return 'expired'
+end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+return 'passed'
+`;
+
+/** The scripts as commands on a client (ioredis defineCommand: EVALSHA, and EVAL after a restart emptied the script cache). */
+export interface StoreScripts {
+  tarpitConnect(
+    allowKey: string,
+    rateKey: string,
+    reputationKey: string,
+    count: '1' | '0',
+    bucket: number,
+    buckets: number,
+    idleTtlMs: number,
+    busyTtlMs: number,
+  ): Promise<[number, number, number, string, string, string]>;
+  tarpitRelease(rateKey: string, idleTtlMs: number, busyTtlMs: number): Promise<number>;
+  tarpitFinish(
+    reputationKey: string,
+    rateKey: string,
+    outcome: string,
+    now: number,
+    halfLifeMs: number,
+    keepMs: number,
+    release: '1' | '0',
+    idleTtlMs: number,
+    busyTtlMs: number,
+  ): Promise<number>;
+  tarpitHarvest(harvestKey: string, bucket: number, buckets: number, windowMs: number): Promise<number>;
+  tarpitGreylist(
+    passedKey: string,
+    tripletKey: string,
+    now: number,
+    minDelayMs: number,
+    pendingMs: number,
+    passedMs: number,
+    keepMs: number,
+  ): Promise<string>;
+}
+
+/** Defines the scripts on `client` and returns it typed with them. */
+export function defineScripts(client: Redis): StoreScripts {
+  client.defineCommand('tarpitConnect', { numberOfKeys: 3, lua: CONNECT });
+  client.defineCommand('tarpitRelease', { numberOfKeys: 1, lua: RELEASE });
+  client.defineCommand('tarpitFinish', { numberOfKeys: 2, lua: FINISH });
+  client.defineCommand('tarpitHarvest', { numberOfKeys: 1, lua: HARVEST });
+  client.defineCommand('tarpitGreylist', { numberOfKeys: 2, lua: GREYLIST });
+  return client as unknown as StoreScripts;
+}

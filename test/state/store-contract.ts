@@ -1,0 +1,180 @@
+/**
+ * The behaviour both state stores owe the policy (src/state/store.ts), as one
+ * suite run against each (memory-store.test.ts, redis-store.test.ts): the
+ * point of two stores behind one interface is that the engine cannot tell
+ * them apart, so every answer here must be the same from both.
+ *
+ * Time is the `now` passed to each call, a fake clock starting at a whole
+ * minute (bucket boundaries); Redis keys still expire on the server's real
+ * clock, so the one TTL test runs on real time with a short TTL, and the fake
+ * clock never moves past a key's real TTL.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { registry } from '../../src/metrics/registry.js';
+import type { GreylistSettings, StateStore } from '../../src/state/store.js';
+import type { TestContext } from '../helpers/require-tool.js';
+
+/** A fresh, empty store for one test, or undefined when the test must skip (no redis-server locally). */
+export type StoreFactory = (t: TestContext) => Promise<StateStore | undefined>;
+
+/** A whole minute in the near future: on every rate (5 s) and harvest bucket boundary. */
+function minute(): number {
+  return Math.ceil(Date.now() / 60_000) * 60_000 + 60_000;
+}
+
+const S = 1000;
+const GREY: GreylistSettings = { minDelay: 60, pendingExpiry: 3600, passedExpiry: 86_400 };
+
+export function storeContract(name: string, make: StoreFactory): void {
+  const each = (title: string, body: (store: StateStore) => Promise<void>): void => {
+    test(`${name}: ${title}`, async (t) => {
+      const store = await make(t);
+      if (store === undefined) return;
+      try {
+        await body(store);
+      } finally {
+        await store.close();
+      }
+    });
+  };
+
+  each('allowlist: a client is remembered for its TTL, then forgotten', async (store) => {
+    const q = { client: '192.0.2.7', group: '192.0.2.0/24', count: false };
+    assert.equal((await store.connect(q, Date.now())).allowlisted, false);
+    await store.allowlist('192.0.2.7', 'survived the hold', 0.3, Date.now());
+    assert.equal((await store.connect(q, Date.now())).allowlisted, true);
+    assert.equal((await store.connect({ ...q, client: '192.0.2.8' }, Date.now())).allowlisted, false, 'exact address, not the group');
+    await sleep(450);
+    assert.equal((await store.connect(q, Date.now())).allowlisted, false, 'expired after 0.3 s');
+  });
+
+  each('rate: concurrency counts up, release gives back once, per-minute slides out', async (store) => {
+    const t0 = minute();
+    const g = '198.51.100.0/24';
+    const open = async (client: string, at: number) => store.connect({ client, group: g, count: true }, at);
+    const a = await open('198.51.100.1', t0);
+    const b = await open('198.51.100.2', t0 + 1 * S);
+    const c = await open('198.51.100.3', t0 + 2 * S);
+    assert.deepEqual([a.rate, b.rate, c.rate], [
+      { concurrent: 1, perMinute: 1 },
+      { concurrent: 2, perMinute: 2 },
+      { concurrent: 3, perMinute: 3 },
+    ]);
+    assert.ok(a.slot && b.slot && c.slot, 'counted sessions get a slot');
+    const look = async (at: number) => (await store.connect({ client: '198.51.100.9', group: g, count: false }, at)).rate;
+    assert.deepEqual(await look(t0 + 3 * S), { concurrent: 3, perMinute: 3 }, 'looking counts nothing');
+    assert.equal((await store.connect({ client: 'x', group: g, count: false }, t0)).slot, undefined, 'no slot when not counted');
+    a.slot.release();
+    a.slot.release();
+    assert.deepEqual(await look(t0 + 3 * S), { concurrent: 2, perMinute: 3 }, 'release counts once');
+    store.finish(g, 'neutral', t0 + 4 * S, b.slot);
+    b.slot.release();
+    assert.deepEqual(await look(t0 + 4 * S), { concurrent: 1, perMinute: 3 }, 'finish releases the slot it is given, once');
+    // Another group is counted apart.
+    assert.deepEqual((await store.connect({ client: '203.0.113.1', group: '203.0.113.0/24', count: true }, t0 + 4 * S)).rate, { concurrent: 1, perMinute: 1 });
+    const d = await open('198.51.100.4', t0 + 30 * S);
+    assert.deepEqual(d.rate, { concurrent: 2, perMinute: 4 });
+    assert.deepEqual(await look(t0 + 59_999), { concurrent: 2, perMinute: 4 }, 'still within the minute');
+    assert.deepEqual(await look(t0 + 60 * S), { concurrent: 2, perMinute: 1 }, 'the first three slid out at 60 s');
+    assert.deepEqual(await look(t0 + 90 * S), { concurrent: 2, perMinute: 0 }, 'open sessions outlast the minute');
+    c.slot.release();
+    store.finish(g, 'neutral', t0 + 91 * S, d.slot);
+    assert.deepEqual(await look(t0 + 91 * S), { concurrent: 0, perMinute: 0 });
+  });
+
+  each('harvest: counts rejected recipients within the window', async (store) => {
+    const t0 = minute();
+    const g = '192.0.2.0/24';
+    assert.deepEqual(
+      [await store.harvest(g, 60, t0), await store.harvest(g, 60, t0 + 1 * S), await store.harvest(g, 60, t0 + 2 * S)],
+      [1, 2, 3],
+    );
+    assert.equal(await store.harvest('198.51.100.0/24', 60, t0), 1, 'per group');
+    assert.equal(await store.harvest(g, 60, t0 + 30 * S), 4);
+    // 60 s in buckets of 6 s: the window is the current bucket and the nine before it.
+    assert.equal(await store.harvest(g, 60, t0 + 54 * S), 5, 'at 54 s (bucket 9) the first bucket still counts');
+    assert.equal(await store.harvest(g, 60, t0 + 61 * S), 3, 'at 61 s (bucket 10) the first three slid out');
+    assert.equal(await store.harvest(g, 60, t0 + 130 * S), 1, 'all earlier ones out');
+  });
+
+  each('greylist: new, early, passed, then the network is allowlisted', async (store) => {
+    const counted = await greylistCounts();
+    const t0 = minute();
+    const k = { network: '192.0.2.0/24', sender: 'a@example.org', recipient: 'b@example.net' };
+    assert.deepEqual(await store.peekGreylist(k, GREY, t0), { state: 'unknown' });
+    assert.equal(await store.greylist(k, GREY, t0), 'new');
+    assert.deepEqual(await store.peekGreylist(k, GREY, t0 + 1 * S), { state: 'pending', since: t0 });
+    assert.equal(await store.greylist(k, GREY, t0 + 30 * S), 'early');
+    assert.equal(await store.greylist(k, GREY, t0 + 59_999), 'early', 'early resets nothing: the delay counts from the first try');
+    assert.equal(await store.greylist({ ...k, recipient: 'c@example.net' }, GREY, t0 + 60 * S), 'new', 'another triplet is new');
+    assert.equal(await store.greylist(k, GREY, t0 + 60 * S), 'passed');
+    assert.deepEqual(await store.peekGreylist(k, GREY, t0 + 61 * S), { state: 'passed', since: t0 + 60 * S });
+    assert.equal(await store.greylist(k, GREY, t0 + 61 * S), 'allowlisted');
+    // The network passed: its other triplets, the one still pending included, go through.
+    assert.equal(await store.greylist({ ...k, recipient: 'c@example.net' }, GREY, t0 + 62 * S), 'allowlisted');
+    assert.equal(await store.greylist({ ...k, sender: 'z@example.com' }, GREY, t0 + 63 * S), 'allowlisted');
+    // A neighbour network is not.
+    assert.equal(await store.greylist({ ...k, network: '192.0.3.0/24' }, GREY, t0 + 63 * S), 'new');
+    const now = await greylistCounts();
+    const delta = Object.fromEntries(Object.entries(now).map(([outcome, n]) => [outcome, n - (counted[outcome] ?? 0)]));
+    assert.deepEqual(delta, { new: 3, early: 2, passed: 1, allowlisted: 3, expired: 0 }, 'each decision counted once (peeks not at all)');
+  });
+
+  each('greylist: a retry after the pending expiry starts again (expired)', async (store) => {
+    const t0 = minute();
+    const k = { network: '2001:db8:1:2::/64', sender: '', recipient: 'postmaster@example.net' };
+    assert.equal(await store.greylist(k, GREY, t0), 'new');
+    assert.deepEqual(await store.peekGreylist(k, GREY, t0 + 3600 * S), { state: 'unknown' }, 'a pending entry past its expiry is not pending');
+    assert.equal(await store.greylist(k, GREY, t0 + 3600 * S), 'expired');
+    assert.equal(await store.greylist(k, GREY, t0 + 3630 * S), 'early', 'the delay counts from the new first try');
+    assert.equal(await store.greylist(k, GREY, t0 + 3660 * S), 'passed');
+    // Sender and recipient cannot be shifted into each other (the key is unambiguous).
+    const a = { network: 'n', sender: 'x|y', recipient: 'z' };
+    const b = { network: 'n', sender: 'x', recipient: 'y|z' };
+    assert.equal(await store.greylist(a, GREY, t0), 'new');
+    assert.equal(await store.greylist(b, GREY, t0 + 61 * S), 'new');
+  });
+
+  each('reputation: bad and good sessions count, and halve every half-life', async (store) => {
+    store.configure({ reputationHalfLife: 3600 });
+    const t0 = minute();
+    const g = '192.0.2.0/24';
+    const rep = async (at: number) => (await store.connect({ client: '192.0.2.1', group: g, count: false }, at)).reputation;
+    assert.deepEqual(await rep(t0), { bad: 0, good: 0 });
+    store.finish(g, 'bad', t0, undefined);
+    store.finish(g, 'bad', t0, undefined);
+    store.finish(g, 'neutral', t0, undefined);
+    const now = await rep(t0);
+    assert.deepEqual(now, { bad: 2, good: 0 });
+    const later = await rep(t0 + 3600 * S);
+    assert.ok(Math.abs(later.bad - 1) < 1e-9, `one half-life: ${later.bad}`);
+    store.finish(g, 'delivered', t0 + 3600 * S, undefined);
+    const after = await rep(t0 + 7200 * S);
+    assert.ok(Math.abs(after.bad - 0.5) < 1e-9 && Math.abs(after.good - 0.5) < 1e-9, `two half-lives: ${JSON.stringify(after)}`);
+    assert.deepEqual(await store.connect({ client: '198.51.100.1', group: '198.51.100.0/24', count: false }, t0), {
+      allowlisted: false,
+      rate: { concurrent: 0, perMinute: 0 },
+      reputation: { bad: 0, good: 0 },
+    }, 'per group');
+    store.configure({ reputationHalfLife: 7200 });
+    const slower = await rep(t0 + 7200 * S);
+    assert.ok(Math.abs(slower.bad - 2 ** -0.5) < 1e-9, `a new half-life applies to stored counts: ${slower.bad}`);
+  });
+
+  each('health: healthy, and close() resolves', async (store) => {
+    // A fresh store may still be connecting: give it the moment it needs.
+    for (let i = 0; i < 50 && store.health().degraded; i++) await sleep(20);
+    assert.equal(store.health().degraded, false, store.health().reason);
+  });
+}
+
+/** smtp_tarpit_greylist_total by outcome, every outcome present. */
+async function greylistCounts(): Promise<Record<string, number>> {
+  const metric = await registry.getSingleMetric('smtp_tarpit_greylist_total')?.get();
+  const counts: Record<string, number> = { new: 0, early: 0, passed: 0, allowlisted: 0, expired: 0 };
+  for (const v of metric?.values ?? []) counts[String(v.labels.outcome)] = v.value;
+  return counts;
+}

@@ -254,8 +254,7 @@ async function dnsMisses(): Promise<number> {
 function freshEngine(config: Config, policy: Policy): { engine: PolicyEngine; state: PolicyState } {
   const state = dist.createPolicyState(config);
   // What PolicyStore.applyState does on load.
-  state.allowlist.resize(policy.allowlistCache.ttl, policy.allowlistCache.maxEntries);
-  state.harvest.setWindow(policy.harvest.window);
+  state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
   return { engine: new dist.PolicyEngine(policy, state, { hostname: 'tarpit.bench', addresses: ['127.0.0.1'] }), state };
 }
 
@@ -523,7 +522,7 @@ async function main(): Promise<number> {
     const { engine, state } = freshEngine(config, policy);
     // The allowlist-cache clients are not in that cache yet: their answers are filled, not checked, here.
     const fill = await vetConcurrently(engine, clients, COLD_CONCURRENCY, (c) => c.path !== 'cached');
-    for (const c of clients) if (c.path === 'cached') state.allowlist.add(c.address, 'bench');
+    for (const c of clients) if (c.path === 'cached') void state.store.allowlist(c.address, 'bench', policy.allowlistCache.ttl, Date.now());
     const paths: Path[] = ['first-contact', 'allow', 'cached'];
     const byPath = new Map(paths.map((p) => [p, clients.filter((c) => c.path === p)] as const));
     const problems = [...fill.problems];

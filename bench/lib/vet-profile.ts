@@ -38,6 +38,7 @@ const PARTS: readonly (readonly [RegExp, string])[] = [
   [/\/(src|dist)\/policy\/(checks\/rdns|dns\/fcrdns)\.[jt]s/, 'rDNS + FCrDNS (PTR, forward A/AAAA, cached)'],
   [/\/(src|dist)\/state\/(client-group|rate-limiter)\.[jt]s|\/(src|dist)\/policy\/checks\/rate\.[jt]s/, 'rate (client group key, minute window)'],
   [/\/(src|dist)\/state\/allowlist-cache\.[jt]s/, 'allowlist cache lookup'],
+  [/\/(src|dist)\/state\/reputation-memory\.[jt]s|\/(src|dist)\/policy\/checks\/reputation\.[jt]s/, 'reputation (decayed counts)'],
   [/\/(src|dist)\/policy\/(session-policy|score)\.[jt]s/, 'session and score'],
 ];
 const ENGINE = /\/(src|dist)\/policy\/engine\.[jt]s/;

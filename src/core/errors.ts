@@ -50,6 +50,8 @@ export const ERRORS = {
   TARPIT_ERR_POLICY_DROP: { code: 421, enhanced: '4.7.1', text: 'Connection refused by policy' },
   // A tarpit survivor, now allowlisted, or a session the tarpit will not relay: retry later.
   TARPIT_ERR_POLICY_TEMPFAIL: { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, please try again later' },
+  // Greylisting (issue 6): a first try of a (network, sender, recipient) triplet, or a retry too early or too late. Postgrey's words; real MTAs retry.
+  TARPIT_ERR_GREYLISTED: { code: 451, enhanced: '4.7.1', text: 'Greylisted, please try again later' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

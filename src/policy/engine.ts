@@ -6,8 +6,11 @@
  * tarpit call as the session goes on.
  *
  * The engine holds no state of its own beyond its Policy: what must outlive a
- * reload (DNS cache, allowlist cache, rate and harvest windows) lives in
- * `PolicyState`, shared by every engine the process builds.
+ * reload (DNS cache, and the StateStore: allowlist cache, rate and harvest
+ * windows, reputation, greylist) lives in `PolicyState`, shared by every
+ * engine the process builds. The store is asked once at connect
+ * (`StateStore.connect`) and told once at the end (`finish`); a memory store
+ * answers synchronously and the engine then awaits nothing for it.
  */
 import { parseIp, type Ip } from '../core/ip.js';
 import type { Evidence, Verdict } from './evidence.js';
@@ -17,23 +20,21 @@ import { checkRdns, type RdnsCheck } from './checks/rdns.js';
 import { checkRate } from './checks/rate.js';
 import { checkHelo } from './checks/helo.js';
 import { checkHarvest } from './checks/harvest.js';
+import { greylistDefers, greylistExemption, greylistTriplet } from './checks/greylist.js';
+import { checkReputation } from './checks/reputation.js';
 import type { DnsClient } from './dns/dns-client.js';
 import { checksTotal, escalationsTotal, verdictsTotal } from './metrics.js';
 import { SessionPolicy } from './session-policy.js';
 import type { Policy } from './spec.js';
-import type { AllowlistCache } from '../state/allowlist-cache.js';
-import { clientGroup } from '../state/client-group.js';
-import type { HarvestWindow } from '../state/harvest-window.js';
-import type { MaybePromise } from '../state/maybe-promise.js';
+import { addressKey, clientGroup } from '../state/client-group.js';
+import { when, type MaybePromise } from '../state/maybe-promise.js';
+import type { GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
 import type { Tally } from '../metrics/tally-counter.js';
-import type { RateLimiter } from '../state/rate-limiter.js';
 
 /** What every engine shares and keeps across policy reloads. */
 export interface PolicyState {
   readonly dns: DnsClient;
-  readonly allowlist: AllowlistCache;
-  readonly rates: RateLimiter;
-  readonly harvest: HarvestWindow;
+  readonly store: StateStore;
 }
 
 /** Who we are, for the HELO check ("claims to be us"). */
@@ -49,10 +50,12 @@ export interface VetOptions {
   readonly count: boolean;
 }
 
-/** Each DNS zone's outcome, for `explain`. */
+/** Each DNS zone's outcome and what the store knew, for `explain`. */
 export interface VetReport {
   readonly lookups: readonly ZoneLookup[];
   readonly cached: boolean;
+  /** The client's network's history as the store gave it (absent for an allow-listed client: the store is not asked). */
+  readonly reputation?: ReputationSnapshot;
 }
 
 export class PolicyEngine {
@@ -83,22 +86,29 @@ export class PolicyEngine {
       verdictTallies[session.verdict].inc();
       return { session, report: { lookups: [], cached: false } };
     }
-    const session = new SessionPolicy({ policy, address, trusted: false });
+    const group = clientGroup(client, policy.rate.group);
+    const session = new SessionPolicy({ policy, address, trusted: false, group });
     record('allow', false);
 
+    // One question to the store for everything the connect stage remembers; a memory store answers now.
+    const asked = state.store.connect({ client: ip === undefined ? address : addressKey(ip), group, count: options.count }, Date.now());
+    const known = asked instanceof Promise ? await asked : asked;
+    if (known.slot) session.occupy(known.slot);
     if (options.count) {
-      const slot = state.rates.open(clientGroup(client, policy.rate.group));
-      session.occupy(slot);
-      const rate = checkRate(slot.snapshot, policy);
+      const rate = checkRate(known.rate, policy);
       record('rate', counts(rate));
       if (rate) session.add(rate);
     }
     const block = checkBlock(client, policy);
     record('block', counts(block));
     if (block) session.add(block);
+    const reputation = checkReputation(known.reputation, policy);
+    if (policy.reputation.enabled) record('reputation', counts(reputation));
+    if (reputation) session.add(reputation);
 
     // A client that passed before skips the costly checks and the hold (postscreen's PASS OLD).
-    const cached = state.allowlist.has(client);
+    const cached = known.allowlisted;
+    session.cached = cached;
     let lookups: readonly ZoneLookup[] = [];
     if (cached) {
       session.add({ check: 'allowlist-cache', weight: 0, reason: 'passed a hold before (allowlist cache)', class: 'allowlisted' });
@@ -106,12 +116,14 @@ export class PolicyEngine {
     } else {
       const bl = checkDnsZones(client, policy.dnsbl, 'dnsbl', state.dns);
       const wl = checkDnsZones(client, policy.dnswl, 'dnswl', state.dns);
-      const rdns = options.needName || policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 ? this.#rdns(address, ip) : undefined;
+      // Greylisting's rDNS exemptions need the name too.
+      const needName = options.needName || policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || (policy.greylisting.enabled && policy.greylisting.exempt.rdnsSuffixes.length > 0);
+      const rdns = needName ? this.#rdns(address, ip) : undefined;
       if (bl instanceof Promise || wl instanceof Promise || rdns instanceof Promise) lookups = addDnsEvidence(session, ...(await Promise.all([bl, wl, rdns])));
       else lookups = addDnsEvidence(session, bl, wl, rdns);
     }
     verdictTallies[session.held && session.verdict === 'pass' ? 'tarpit' : session.verdict].inc();
-    return { session, report: { lookups, cached } };
+    return { session, report: { lookups, cached, reputation: known.reputation } };
   }
 
   #rdns(address: string, ip: Ip | undefined): MaybePromise<RdnsCheck> {
@@ -133,21 +145,69 @@ export class PolicyEngine {
     return escalate(session, evidence);
   }
 
-  /** The backend refused a recipient (5xx): a dictionary attack shows as many of these. */
-  recipientRejected(session: SessionPolicy, rejectedInSession: number): boolean {
+  /**
+   * The backend refused a recipient (5xx): a dictionary attack shows as many
+   * of these. Answers later with a shared store: await it before the next
+   * command so an escalation is in force for it.
+   */
+  recipientRejected(session: SessionPolicy, rejectedInSession: number): MaybePromise<boolean> {
     if (session.trusted) return false;
-    const group = clientGroup(session.address, session.policy.rate.group);
-    const inWindow = this.state.harvest.add(group);
-    const evidence = checkHarvest(rejectedInSession, inWindow, session.policy);
-    if (!evidence || !session.once('harvest')) return false;
-    record('harvest', counts(evidence));
-    return escalate(session, evidence);
+    const policy = session.policy;
+    return when(this.state.store.harvest(groupOf(session), policy.harvest.window, Date.now()), (inWindow) => {
+      const evidence = checkHarvest(rejectedInSession, inWindow, policy);
+      if (!evidence || !session.once('harvest')) return false;
+      record('harvest', counts(evidence));
+      return escalate(session, evidence);
+    });
   }
 
   /** A held client sat its hold out and behaved: remember it so its retry is relayed at once. */
-  survived(session: SessionPolicy): void {
-    this.state.allowlist.add(session.address, 'survived the first-contact hold');
+  survived(session: SessionPolicy): MaybePromise<void> {
+    return this.state.store.allowlist(addressKey(session.address), 'survived the first-contact hold', session.policy.allowlistCache.ttl, Date.now());
   }
+
+  /**
+   * Why a session is not greylisted, or undefined when its recipients are:
+   * greylisting off, a session the policy would not relay anyway (held,
+   * refused: it never reaches the backend), or an exemption.
+   */
+  greylistExempt(session: SessionPolicy): string | undefined {
+    const policy = session.policy;
+    if (!policy.greylisting.enabled) return 'greylisting is off';
+    if (session.verdict !== 'pass') return `verdict ${session.verdict}: never relayed`;
+    if (session.held) return 'held as a first contact: never relayed';
+    return greylistExemption({ trusted: session.trusted, cached: session.cached, clientName: session.clientName, score: session.score.total }, policy);
+  }
+
+  /**
+   * Greylisting at RCPT (issue 6): the triplet's outcome, or undefined for an
+   * exempt session. The store counts outcomes (smtp_tarpit_greylist_total).
+   */
+  greylist(session: SessionPolicy, sender: string, recipient: string): MaybePromise<GreylistOutcome | undefined> {
+    if (this.greylistExempt(session) !== undefined) return undefined;
+    const policy = session.policy;
+    const outcome = this.state.store.greylist(greylistTriplet(session.address, sender, recipient, policy), policy.greylisting, Date.now());
+    return when(outcome, (o) => {
+      checkTally('greylist', greylistDefers(o) ? 'hit' : 'miss').inc();
+      return o;
+    });
+  }
+
+  /**
+   * The session is over: its outcome goes into its network's reputation, once
+   * (the relay path and the hold each end a session; a hand-over from the
+   * hold to the relay path ends it once, on the relay path). Allow-listed
+   * clients are not tracked: nothing about them is ever decided by history.
+   */
+  finish(session: SessionPolicy, outcome: SessionOutcome): void {
+    if (session.trusted || !session.once('finish')) return;
+    this.state.store.finish(groupOf(session), outcome, Date.now(), session.takeSlot());
+  }
+}
+
+/** The session's rate group, as vet computed it (recomputed only for a session built elsewhere, e.g. by a test). */
+function groupOf(session: SessionPolicy): string {
+  return session.group ?? clientGroup(session.address, session.policy.rate.group);
 }
 
 /** Evidence after the connect stage: a rise in the verdict now is an escalation. */

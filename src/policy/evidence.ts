@@ -23,6 +23,7 @@ export const REASON_CLASSES = [
   'protocol',
   'harvest',
   'rate',
+  'reputation',
   'first-contact',
 ] as const;
 export type ReasonClass = (typeof REASON_CLASSES)[number];
@@ -49,5 +50,6 @@ export const REASON_TEXT: Readonly<Record<ReasonClass, string>> = {
   protocol: 'Client violated the SMTP protocol',
   harvest: 'Too many unknown recipients',
   rate: 'Client exceeded a connection limit',
+  reputation: 'Client network has a poor reputation',
   'first-contact': 'Client has not been seen before',
 };

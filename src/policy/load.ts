@@ -111,6 +111,7 @@ class Loader {
   /** The Policy, or undefined when anything was wrong (the errors say what). */
   compile(): Policy | undefined {
     this.checkThresholds();
+    this.checkGreylisting();
     const profiles = this.compileProfiles();
     const firstContactProfile = this.profileRef(['firstContact', 'profile'], profiles);
     const tarpitProfile = this.profileRef(['tarpit', 'profile'], profiles);
@@ -140,6 +141,8 @@ class Loader {
       harvest: { ...r.harvest },
       rate: { group: { ...r.rate.group }, maxConcurrent: r.rate.maxConcurrent, maxPerMinute: r.rate.maxPerMinute, weight: r.rate.weight },
       allowlistCache: { ...r.allowlistCache },
+      greylisting: this.compileGreylisting(r.greylisting),
+      reputation: { ...r.reputation },
       profiles: frozenMap(profiles),
     };
   }
@@ -155,6 +158,36 @@ class Loader {
       this.error(['verdicts', 'drop'], `must be at least verdicts.reject (${reject}): a higher score never gets a milder verdict`);
     } else if (reject === undefined && tarpit !== undefined && drop !== undefined && drop < tarpit) {
       this.error(['verdicts', 'drop'], `must be at least verdicts.tarpit (${tarpit}): a higher score never gets a milder verdict`);
+    }
+  }
+
+  /** Suffixes in one spelling (lower case, no dots at either end), so the check compares names as they are. */
+  private compileGreylisting(g: RawPolicy['greylisting']): Policy['greylisting'] {
+    const suffixes: string[] = [];
+    g.exempt.rdnsSuffixes.forEach((raw, i) => {
+      const suffix = withoutTrailingDot(raw.toLowerCase()).replace(/^\.+/, '');
+      const problem = zoneNameProblem(suffix);
+      // One label ("com") would exempt a whole top-level domain: almost surely a mistake, but a valid one.
+      if (problem && suffix.includes('.')) this.error(['greylisting', 'exempt', 'rdnsSuffixes', String(i)], problem.replace('DNS zone name', 'domain name'));
+      else if (problem) this.warnings.push(this.yaml.issue(['greylisting', 'exempt', 'rdnsSuffixes', String(i)], `"${suffix}" exempts every client name under it`));
+      suffixes.push(suffix);
+    });
+    return {
+      enabled: g.enabled,
+      minDelay: g.minDelay,
+      pendingExpiry: g.pendingExpiry,
+      passedExpiry: g.passedExpiry,
+      network: { ...g.network },
+      exempt: { rdnsSuffixes: suffixes, trustedBelow: g.exempt.trustedBelow },
+    };
+  }
+
+  /** A retry is accepted after minDelay and before pendingExpiry: with the two the wrong way round, nothing ever passes. */
+  private checkGreylisting(): void {
+    const minDelay = this.number(['greylisting', 'minDelay']);
+    const pending = this.number(['greylisting', 'pendingExpiry']);
+    if (minDelay !== undefined && pending !== undefined && pending <= minDelay) {
+      this.error(['greylisting', 'pendingExpiry'], `must be longer than greylisting.minDelay (${minDelay} s): a retry must be able to come after the one and before the other`);
     }
   }
 

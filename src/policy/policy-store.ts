@@ -78,9 +78,9 @@ export class PolicyStore {
     if (this.settle) clearTimeout(this.settle);
   }
 
+  /** The store's settings follow the policy in force; what it holds is kept across the reload. */
   private applyState(policy: Policy): void {
-    this.state.allowlist.resize(policy.allowlistCache.ttl, policy.allowlistCache.maxEntries);
-    this.state.harvest.setWindow(policy.harvest.window);
+    this.state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
   }
 }
 

@@ -244,6 +244,74 @@ export const POLICY_SCHEMA = {
         maxEntries: { type: 'integer', minimum: 1, maximum: 10000000, default: 100000, description: 'Most clients remembered (memory is bounded by it); the least recently seen go first.' },
       },
     },
+    greylisting: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'The retry test at RCPT, like Postgrey or OpenBSD spamd: a clean client\'s first try of a (network, sender, recipient) triplet gets 451 4.7.1; its retry after minDelay and before pendingExpiry is relayed and lets its network through for passedExpiry.',
+      properties: {
+        enabled: { type: 'boolean', default: false, description: 'Off unless the admin turns it on: it delays first mail from every new sender.' },
+        minDelay: {
+          type: 'number',
+          minimum: 0,
+          maximum: 86400,
+          default: 300,
+          description: 'Seconds before a retry is accepted (300: Postgrey\'s 5 min, and Postfix retries after minimal_backoff_time = 300 s; spamd waits 25 min).',
+        },
+        pendingExpiry: {
+          type: 'number',
+          exclusiveMinimum: 0,
+          maximum: 2592000,
+          default: 14400,
+          description: 'Seconds a first try waits for its retry before it is forgotten (14400: spamd\'s 4 h).',
+        },
+        passedExpiry: {
+          type: 'number',
+          exclusiveMinimum: 0,
+          maximum: 31536000,
+          default: 3024000,
+          description: 'Seconds a network that passed is let through without greylisting (3024000: 35 days, Postgrey\'s --max-age; spamd keeps 36), so a monthly sender stays known.',
+        },
+        network: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Prefix lengths of the triplet\'s network: big senders retry from another address of their pool.',
+          properties: {
+            ipv4: { type: 'integer', minimum: 0, maximum: 32, default: 24, description: 'IPv4 prefix length (24, as Postgrey\'s --lookup-by-subnet).' },
+            ipv6: { type: 'integer', minimum: 0, maximum: 128, default: 64, description: 'IPv6 prefix length (64: one site).' },
+          },
+        },
+        exempt: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'Clients never greylisted, beside the allow list and clients in the allowlist cache (they passed a hold).',
+          properties: {
+            rdnsSuffixes: {
+              type: 'array',
+              items: { type: 'string', minLength: 1, maxLength: 253 },
+              default: ['google.com', 'outlook.com', 'yahoo.com', 'amazonses.com'],
+              description: 'Forward-confirmed reverse DNS names ending in one of these domains (.google.com matches mail-x.google.com): big senders that retry from a pool of addresses.',
+            },
+            trustedBelow: { type: 'number', minimum: -1000, maximum: 1000, default: 0, description: 'Clients whose score is below this (a DNSWL listing\'s negative weight) are not greylisted.' },
+          },
+        },
+      },
+    },
+    reputation: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Each client network\'s (rate.group) history: sessions refused, dropped or hung up while held count bad, delivered ones good; both halve every halfLife.',
+      properties: {
+        enabled: { type: 'boolean', default: true, description: 'false: history is still kept, but never weighs.' },
+        weight: { ...WEIGHT, default: 2, description: 'Added to the score once the network\'s bad count reaches threshold and outnumbers its delivered count.' },
+        threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1000000, default: 5, description: 'Decayed bad sessions from which a network\'s history weighs.' },
+        halfLife: { type: 'number', exclusiveMinimum: 0, maximum: 31536000, default: 86400, description: 'Seconds in which a network\'s counts halve (86400: a day).' },
+      },
+    },
     tarpit: {
       type: 'object',
       additionalProperties: false,
@@ -283,6 +351,15 @@ export interface RawPolicy {
   rate: { group: { ipv4: number; ipv6: number }; maxConcurrent: number; maxPerMinute: number; weight: number };
   firstContact: { enabled: boolean; profile: string };
   allowlistCache: { ttl: number; maxEntries: number };
+  greylisting: {
+    enabled: boolean;
+    minDelay: number;
+    pendingExpiry: number;
+    passedExpiry: number;
+    network: { ipv4: number; ipv6: number };
+    exempt: { rdnsSuffixes: string[]; trustedBelow: number };
+  };
+  reputation: { enabled: boolean; weight: number; threshold: number; halfLife: number };
   tarpit: { profile: string };
   profiles: Record<string, RawProfile>;
 }

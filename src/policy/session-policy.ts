@@ -13,6 +13,7 @@ import { STAGES, type Stage } from '../core/stage.js';
 import { REASON_TEXT, VERDICTS, type Evidence, type ReasonClass, type Verdict } from './evidence.js';
 import { Score } from './score.js';
 import type { Policy, RejectStage, TarpitProfile } from './spec.js';
+import type { RateSlot } from '../state/store.js';
 
 /** What to do at a stage, given the verdict so far. */
 export type StageAction =
@@ -34,20 +35,25 @@ export interface SessionPolicyInit {
   readonly address: string;
   /** In the allow list: no checks, no delays, never refused by the score. */
   readonly trusted: boolean;
+  /** The client's rate group (client-group.ts), as the engine keyed the store with it; absent for a trusted client. */
+  readonly group?: string;
 }
 
 export class SessionPolicy {
   readonly policy: Policy;
   readonly address: string;
   readonly trusted: boolean;
+  readonly group: string | undefined;
   readonly score: Score;
+  /** The client was in the allowlist cache at connect (it passed a hold): set by the engine. */
+  cached = false;
   /** Set by the engine once the connect-stage checks are in: first contact holds a client nobody vouched for. */
   firstContact = false;
   /** The forward-confirmed client name for XCLIENT NAME (`[UNAVAILABLE]` when none). */
   clientName = '[UNAVAILABLE]';
   private current: Verdict = 'pass';
   /** The client group's concurrency slot (the rate check), given back by `release`. */
-  private slot: { release(): void } | undefined;
+  private slot: RateSlot | undefined;
   /** Checks that count once per session (HELO, harvest, each protocol violation); made on first use, as most sessions never need it. */
   private counted: Set<string> | undefined;
 
@@ -56,6 +62,7 @@ export class SessionPolicy {
     this.score = new Score(init.policy.thresholds);
     this.address = init.address;
     this.trusted = init.trusted;
+    this.group = init.group;
   }
 
   get verdict(): Verdict {
@@ -98,8 +105,15 @@ export class SessionPolicy {
   }
 
   /** The session takes a place in its client group's concurrency count (the rate check), until `release`. */
-  occupy(slot: { release(): void }): void {
+  occupy(slot: RateSlot): void {
     this.slot = slot;
+  }
+
+  /** Hands the slot over (to the store's `finish`, which releases it in the same write); `release` is then a no-op. */
+  takeSlot(): RateSlot | undefined {
+    const slot = this.slot;
+    this.slot = undefined;
+    return slot;
   }
 
   /** Gives the client group's concurrency slot back; when the session ends, and only the first call counts. */

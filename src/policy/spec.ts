@@ -119,6 +119,35 @@ export interface Policy {
     readonly weight: number;
   };
   readonly allowlistCache: { readonly ttl: number; readonly maxEntries: number };
+  /**
+   * The retry test at RCPT (issue 6): a clean client's first try of a
+   * (network, sender, recipient) triplet gets 451 4.7.1; a retry after
+   * `minDelay` and within `pendingExpiry` passes and lets its network through
+   * for `passedExpiry`. Satisfies the store's GreylistSettings.
+   */
+  readonly greylisting: {
+    readonly enabled: boolean;
+    readonly minDelay: number;
+    readonly pendingExpiry: number;
+    readonly passedExpiry: number;
+    /** Prefix lengths of the triplet's network: big senders retry from another address of their pool. */
+    readonly network: { readonly ipv4: number; readonly ipv6: number };
+    readonly exempt: {
+      /** FCrDNS names ending in one of these (lower case, no leading or trailing dot) are never greylisted. */
+      readonly rdnsSuffixes: readonly string[];
+      /** A score below this means some check vouched for the client (a DNSWL listing): never greylisted. */
+      readonly trustedBelow: number;
+    };
+  };
+  /** Per network (rate group) history of bad and delivered sessions, decayed; evidence at connect. */
+  readonly reputation: {
+    readonly enabled: boolean;
+    /** Added once the network's decayed bad count reaches `threshold` and outnumbers its delivered count. */
+    readonly weight: number;
+    /** Seconds in which a network's counts halve. */
+    readonly halfLife: number;
+    readonly threshold: number;
+  };
   readonly profiles: ReadonlyMap<string, TarpitProfile>;
 }
 

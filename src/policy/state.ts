@@ -1,23 +1,21 @@
 /**
  * What the policy engines of one process share and keep across reloads: the
- * DNS client and its cache, the allowlist cache, the rate and harvest windows
- * (DESIGN §3 state: in memory here; issue 6 adds Redis for a fleet).
+ * DNS client and its cache, and the state store (DESIGN §3 state: allowlist
+ * cache, rate and harvest windows, reputation, greylist), in memory by
+ * default or shared by a fleet (issue 6).
  */
 import { networkInterfaces } from 'node:os';
 import type { Config } from '../config/schema.js';
-import { AllowlistCache } from '../state/allowlist-cache.js';
-import { HarvestWindow } from '../state/harvest-window.js';
-import { RateLimiter } from '../state/rate-limiter.js';
+import { MemoryStore } from '../state/memory-store.js';
+import type { StateStore } from '../state/store.js';
 import { DnsClient } from './dns/dns-client.js';
 import type { Identity, PolicyState } from './engine.js';
 
-export function createPolicyState(config: Config): PolicyState {
+/** `store`: the process's state store (a Redis one for a fleet); default a fresh memory store. It is configured by the policy on load (PolicyStore.applyState). */
+export function createPolicyState(config: Config, store: StateStore = new MemoryStore()): PolicyState {
   return {
     dns: new DnsClient({ servers: config.dns.servers, timeout: config.dns.timeout }),
-    // Sized by the policy on load (PolicyStore.applyState); these hold until then.
-    allowlist: new AllowlistCache({ ttl: 3600, maxEntries: 1000 }),
-    rates: new RateLimiter(),
-    harvest: new HarvestWindow(),
+    store,
   };
 }
 

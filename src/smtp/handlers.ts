@@ -21,6 +21,8 @@ import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
 import { RelaySession } from './session.js';
 import { recordSessionTiming } from '../tarpit/metrics.js';
 import { jittered, stageDelay } from '../tarpit/hold-clock.js';
+import { greylistDefers } from '../policy/checks/greylist.js';
+import type { SessionOutcome } from '../state/store.js';
 
 export interface HandlerDeps {
   readonly config: Config;
@@ -44,12 +46,27 @@ function passThrough(reply: Reply): SmtpReplyError {
   return new SmtpReplyError('TARPIT_ERR_BACKEND_REPLY', reply);
 }
 
+/** A MAIL the backend has not heard yet: a greylisted session's sender waits for its first recipient that passes. */
+interface DeferredMail {
+  readonly from: string;
+  readonly params: MailParams;
+}
+
 function isPositive(reply: Reply): boolean {
   return reply.code >= 200 && reply.code < 300;
 }
 
 export class RelayHandlers {
   readonly sessions = new Map<string, RelaySession>();
+  /**
+   * Sessions that greylisting may defer: their MAIL waits here until a
+   * recipient passes, so a greylisted client never takes a backend
+   * connection (one per session, XCLIENT) for a transaction that gets no
+   * recipient. Beside the session, not in it: only greylisting needs it.
+   */
+  private readonly deferredMail = new WeakMap<RelaySession, DeferredMail>();
+  /** Sessions that delivered at least one message (the backend said 250 to its data): their network's reputation. */
+  private readonly delivered = new WeakSet<RelaySession>();
 
   constructor(private readonly deps: HandlerDeps) {}
 
@@ -106,14 +123,26 @@ export class RelayHandlers {
     rs.vetted.engine.helo(rs.policy, session.hostNameAppearsAs);
     await this.policyGate(rs, 'mail');
     rs.startMessage(address.address);
+    this.deferredMail.delete(rs);
     // A client already rejected answers for it at a later stage (rejectAt):
     // the backend need not hear from it at all.
     if (rs.policy.verdict === 'reject') return;
+    const params = mailParams(address, session);
+    // Greylisting decides per recipient: the backend hears the sender with the first recipient that passes.
+    if (rs.vetted.engine.greylistExempt(rs.policy) === undefined) {
+      this.deferredMail.set(rs, { from: address.address, params });
+      return;
+    }
+    await this.backendMail(rs, session, address.address, params);
+  }
+
+  /** MAIL to the backend (taking the session's backend connection on first use); a refusal ends the message and is passed through. */
+  private async backendMail(rs: RelaySession, session: SMTPServerSession, from: string, params: MailParams): Promise<void> {
     let reply: Reply;
     const asked = performance.now();
     try {
       const backend = await this.backendFor(rs, session);
-      reply = await this.onBackend(rs, () => backend.mailFrom(address.address, mailParams(address, session)));
+      reply = await this.onBackend(rs, () => backend.mailFrom(from, params));
     } catch (err) {
       if (err instanceof SmtpReplyError) this.finishMessage(rs, err.reply);
       throw err;
@@ -135,13 +164,33 @@ export class RelayHandlers {
       throw replyError('TARPIT_ERR_TOO_MANY_RECIPIENTS');
     }
     await this.policyGate(rs, 'rcpt');
+    const deferred = this.deferredMail.get(rs);
+    // Before the backend sees the recipient: a greylisted one never reaches it. Once one
+    // recipient passed, its network is allowlisted (that is what `passed` and `allowlisted`
+    // mean), so the rest of the transaction needs no store round trip.
+    if (deferred !== undefined) {
+      const decided = rs.vetted.engine.greylist(rs.policy, deferred.from, address.address);
+      const outcome = decided instanceof Promise ? await decided : decided;
+      if (outcome !== undefined && greylistDefers(outcome)) {
+        const error = replyError('TARPIT_ERR_GREYLISTED');
+        rs.current?.rcpt.push({ address: address.address, reply: `${error.reply.code} ${replyText(error.reply)}` });
+        recipientsTotal.inc({ result: 'tempfailed' });
+        throw error;
+      }
+      this.deferredMail.delete(rs);
+      await this.backendMail(rs, session, deferred.from, deferred.params);
+    }
     const backend = rs.backend;
     if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
     const asked = performance.now();
     const reply = await this.onBackend(rs, () => backend.rcptTo(address.address)).finally(() => rs.clock.backendSince(asked));
     rs.current?.rcpt.push({ address: address.address, reply: `${reply.code} ${replyText(reply)}` });
     recipientsTotal.inc({ result: replyClass(reply) });
-    if (reply.code >= 500) rs.vetted.engine.recipientRejected(rs.policy, ++rs.rejectedRecipients);
+    if (reply.code >= 500) {
+      // A shared store answers later: the escalation must be in force for the client's next command.
+      const counted = rs.vetted.engine.recipientRejected(rs.policy, ++rs.rejectedRecipients);
+      if (counted instanceof Promise) await counted;
+    }
     if (!isPositive(reply)) throw passThrough(reply);
   }
 
@@ -192,6 +241,7 @@ export class RelayHandlers {
     const stages = rs.clock.finish();
     const hangup = rs.hungUp ? rs.stage : undefined;
     const held = rs.clock.heldSeconds;
+    rs.vetted.engine.finish(rs.policy, this.outcome(rs, hangup !== undefined, held > 0));
     recordSessionTiming({ verdict: rs.policy.verdict, stages, hangup, held: held > 0 ? held : undefined });
     this.deps.logger.info(
       {
@@ -210,6 +260,18 @@ export class RelayHandlers {
       'session',
     );
     injectFaultSync(this.deps.faults, 'quit', { remoteAddress: rs.address });
+  }
+
+  /**
+   * How the session ends for its network's reputation: delivered once the
+   * backend took a message; bad when the policy refused it or when it hung
+   * up while held (an escalated session's delay: a bot's impatience).
+   */
+  private outcome(rs: RelaySession, hungUp: boolean, held: boolean): SessionOutcome {
+    if (this.delivered.has(rs)) return 'delivered';
+    const verdict = rs.policy.verdict;
+    if (verdict === 'reject' || verdict === 'drop' || (hungUp && held && verdict === 'tarpit')) return 'bad';
+    return 'neutral';
   }
 
   /**
@@ -290,6 +352,7 @@ export class RelayHandlers {
     const outcome = replyClass(reply);
     const result = outcome === 'accepted' ? 'relayed' : outcome;
     if (rs.current?.result === undefined && rs.current) messagesTotal.inc({ result });
+    if (result === 'relayed') this.delivered.add(rs);
     rs.finishMessage(result, reply, bytes);
   }
 }

@@ -11,14 +11,15 @@ import { ERRORS, replyError } from '../core/errors.js';
 import type { Reply } from '../core/reply.js';
 import type { Stage } from '../core/stage.js';
 import type { Logger } from '../metrics/logger.js';
-import type { Evidence } from '../policy/evidence.js';
+import type { Evidence, Verdict } from '../policy/evidence.js';
 import { bareLfEvidence, nonSmtpEvidence, pipeliningEvidence, pregreetEvidence } from '../policy/checks/protocol.js';
 import type { SessionPolicy } from '../policy/session-policy.js';
 import type { TarpitProfile } from '../policy/spec.js';
 import type { Vetted } from '../smtp/front.js';
 import type { Trap } from '../trap/trap.js';
 import { endReply, hold, type HoldSession } from './hold.js';
-import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldSummary } from './types.js';
+import type { SessionOutcome } from '../state/store.js';
+import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldOutcome, HoldSummary } from './types.js';
 import { heldStageTimes, recordSessionTiming, round } from './metrics.js';
 
 /** A rejected client is not held: it meets no delay before the refusal at `rejectAt`. */
@@ -154,7 +155,8 @@ class PolicyObserver implements HoldObserver {
    */
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;
-    if (profile.end.kind === 'allowlist' && this.clean) this.vetted.engine.survived(this.policy);
+    // Not awaited: a shared store's write lands long before the retry, and the store never rejects (store.ts).
+    if (profile.end.kind === 'allowlist' && this.clean) void this.vetted.engine.survived(this.policy);
     return survivorReply(profile);
   }
 
@@ -175,7 +177,7 @@ class PolicyObserver implements HoldObserver {
    */
   onRelay(socket: Socket, summary: HoldSummary): void {
     if (this.session) this.sessions.delete(this.session);
-    this.vetted.engine.survived(this.policy);
+    void this.vetted.engine.survived(this.policy);
     // It survived its first contact: the relay path's gates must not hold it again as one.
     this.policy.firstContact = false;
     this.deps.relay(socket, { ...this.vetted, greetWait: { seconds: summary.seconds, held: summary.heldSeconds } });
@@ -188,6 +190,8 @@ class PolicyObserver implements HoldObserver {
 
   onClose(summary: HoldSummary): void {
     if (this.session) this.sessions.delete(this.session);
+    // Before release: the store's finish gives the rate slot back in the same write.
+    this.vetted.engine.finish(this.policy, holdOutcome(this.policy.verdict, summary.outcome));
     this.policy.release();
     const stages = heldStageTimes(summary.held, summary.client);
     recordSessionTiming({ verdict: this.policy.verdict, stages, hangup: summary.hangup, held: summary.heldSeconds });
@@ -213,4 +217,14 @@ class PolicyObserver implements HoldObserver {
       'session',
     );
   }
+}
+
+/**
+ * How a hold ends for its network's reputation (nothing is delivered from a
+ * hold): bad when the policy refused it, or when the client showed itself a
+ * bot (hung up while held, too many errors, abuse); else nothing to learn.
+ */
+export function holdOutcome(verdict: Verdict, outcome: HoldOutcome): SessionOutcome {
+  if (verdict === 'reject' || verdict === 'drop') return 'bad';
+  return outcome === 'hangup' || outcome === 'errors' || outcome === 'abuse' || outcome === 'dropped' ? 'bad' : 'neutral';
 }

@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedDnsServer, TEST_DNS } from '../helpers/dns-server.js';
 import { requireTool, type TestContext } from '../helpers/require-tool.js';
+import { explain } from '../../src/cli/explain.js';
+import { clientGroup } from '../../src/state/client-group.js';
+import { MemoryStore } from '../../src/state/memory-store.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 const dns = sharedDnsServer();
@@ -87,4 +90,38 @@ test('explain refuses a bad address and reports a broken policy with file:line',
   const r = run('explain', '--config', config, '--ip', '192.0.2.1');
   assert.equal(r.status, 1);
   assert.match(r.stderr, /allow\.cidr:2:\d+: lists\.allow: .*prefix/);
+});
+
+test('explain shows the greylisting state of a triplet and the reputation, and changes neither', async (t) => {
+  if (!requireTool(t, 'dnsmasq')) return;
+  const { config, policies } = await setup(t);
+  const policyFile = join(policies, 'policy.yaml');
+  writeFileSync(
+    policyFile,
+    readFileSync(policyFile, 'utf8')
+      .replace(/^ {2}enabled: false {18}# true to greylist$/m, '  enabled: true')
+      .replace(/^(firstContact:.*\n {2}enabled:) true/m, '$1 false'),
+  );
+  writeFileSync(join(policies, 'block.cidr'), '');
+  const store = new MemoryStore();
+  const ip = TEST_DNS.rdns.confirmed.address;
+  const triplet = { network: clientGroup(ip, { ipv4: 24, ipv6: 64 }), sender: 'a@example.org', recipient: 'b@example.net' };
+  const settings = { minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000 };
+  const seen = Date.now() - 60_000;
+  assert.equal(store.greylist(triplet, settings, seen), 'new');
+  for (let i = 0; i < 6; i++) store.finish(triplet.network, 'bad', Date.now());
+  const args = { config, ip, from: 'A@Example.org', rcpt: 'b@example.net' };
+  const e = await explain(args, store);
+  assert.deepEqual(e.greylisting, { enabled: true, triplet, state: 'pending', since: new Date(seen).toISOString(), exempt: undefined });
+  assert.ok(e.reputation !== undefined && e.reputation.bad > 5.9, 'the network\'s history as the store holds it');
+  assert.ok(e.evidence.some((x) => x.check === 'reputation' && x.weight === 2), 'and it weighs');
+  // Looking changed nothing: the triplet is still pending from the same first sight, and no session was counted.
+  assert.deepEqual(store.peekGreylist(triplet, settings, Date.now()), { state: 'pending', since: seen });
+  assert.equal(store.connect({ client: ip, group: triplet.network, count: false }, Date.now()).rate.perMinute, 0);
+
+  const text = run('explain', '--config', config, '--ip', ip, '--from', 'a@example.org', '--rcpt', 'b@example.net');
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /greylisting \(127\.0\.\d+\.0\/24, a@example\.org, b@example\.net\): not seen; its RCPT would get 451 4.7.1 Greylisted/);
+  const vouched = run('explain', '--config', config, '--ip', TEST_DNS.listed.allowlisted, '--from', 'a@example.org', '--rcpt', 'b@example.net');
+  assert.match(vouched.stdout, /greylisting .*: not seen; exempt: score -\d+ is below 0/);
 });

@@ -14,9 +14,9 @@ import { DnsClient } from '../../src/policy/dns/dns-client.js';
 import { dnsCacheTotal } from '../../src/policy/dns/metrics.js';
 import { loadPolicyDir } from '../../src/policy/load.js';
 import { checksTotal, verdictsTotal } from '../../src/policy/metrics.js';
-import { AllowlistCache } from '../../src/state/allowlist-cache.js';
-import { HarvestWindow } from '../../src/state/harvest-window.js';
-import { RateLimiter } from '../../src/state/rate-limiter.js';
+import { addressKey } from '../../src/state/client-group.js';
+import { MemoryStore } from '../../src/state/memory-store.js';
+import type { ConnectQuery, StateStore } from '../../src/state/store.js';
 import { sharedDnsServer, TEST_DNS } from '../helpers/dns-server.js';
 import { policyDir } from '../helpers/policy-dir.js';
 import { requireTool, type TestContext } from '../helpers/require-tool.js';
@@ -43,9 +43,7 @@ async function engine(t: TestContext, rate: Record<string, unknown> = {}): Promi
   });
   const state: PolicyState = {
     dns: new DnsClient({ servers: [(await server.get()).address], timeout: 1 }),
-    allowlist: new AllowlistCache({ ttl: 3600, maxEntries: 100 }),
-    rates: new RateLimiter(),
-    harvest: new HarvestWindow(),
+    store: new MemoryStore({ allowlistCache: { ttl: 3600, maxEntries: 100 } }),
   };
   return { engine: new PolicyEngine(loadPolicyDir(dir), state, US), state };
 }
@@ -155,7 +153,7 @@ test('the outcomes themselves: DNSBL, DNSWL, FCrDNS, block and allow lists, firs
 test('a client in the allowlist cache skips the DNS checks but still gets its name', async (t) => {
   const setup = await engine(t);
   if (!setup) return;
-  setup.state.allowlist.add(`::ffff:${rdns.confirmed.address}`, 'test');
+  await setup.state.store.allowlist(addressKey(`::ffff:${rdns.confirmed.address}`), 'test', 3600, Date.now());
   for (let i = 0; i < 2; i++) {
     const out = await vetted(setup.engine, rdns.confirmed.address);
     assert.equal(out.report.cached, true);
@@ -180,4 +178,148 @@ test('rate: sessions of one client group count together, however the address is 
   const third = await setup.engine.vet(rdns.unconfirmed.address, { needName: false, count: true });
   assert.equal(third.session.summary().reasons.filter((r) => r.startsWith('rate')).length, 0, 'released slots no longer count');
   third.session.release();
+});
+
+/**
+ * The store-facing part of vet, without DNS: no zones, no rDNS weights, so
+ * these run wherever the tests run. The store is a MemoryStore wrapped to
+ * count what the engine asks of it.
+ */
+function plainEngine(t: TestContext, policy: Record<string, unknown> = {}, allow: readonly string[] = []) {
+  const dir = policyDir(t, { policy: { rate: { group: { ipv4: 24, ipv6: 64 } }, ...policy }, allow });
+  const memory = new MemoryStore();
+  const calls: ConnectQuery[] = [];
+  const finished: string[] = [];
+  const store: StateStore = {
+    kind: 'memory',
+    configure: (settings) => memory.configure(settings),
+    connect(query, now) {
+      calls.push(query);
+      return memory.connect(query, now);
+    },
+    finish(group, outcome, now, slot) {
+      finished.push(`${group} ${outcome}`);
+      memory.finish(group, outcome, now, slot);
+    },
+    allowlist: (...args) => memory.allowlist(...args),
+    harvest: (...args) => memory.harvest(...args),
+    greylist: (...args) => memory.greylist(...args),
+    peekGreylist: (...args) => memory.peekGreylist(...args),
+    health: () => memory.health(),
+    close: () => memory.close(),
+  };
+  // Nothing here may reach DNS: a resolver that does not exist would make a vet wait out its timeout.
+  const state: PolicyState = { dns: new DnsClient({ servers: ['127.0.0.1:9'], timeout: 0.2 }), store };
+  return { engine: new PolicyEngine(loadPolicyDir(dir), state, US), memory, calls, finished };
+}
+
+test('vet asks the store once, with the canonical client key and its group; explain-style vets count nothing', async (t) => {
+  const { engine: e, calls, memory } = plainEngine(t);
+  const { session } = await e.vet('::ffff:192.0.2.7', { needName: false, count: true });
+  assert.deepEqual(calls, [{ client: '192.0.2.7', group: '192.0.2.0/24', count: true }]);
+  assert.equal(memory.sizes.rates, 1, 'counted in its group');
+  const peek = await e.vet('192.0.2.8', { needName: false, count: false });
+  assert.equal(calls.length, 2);
+  assert.equal(calls[1]?.count, false);
+  assert.equal(peek.session.summary().reasons.filter((r) => r.startsWith('rate')).length, 0);
+  // The counted session still holds its slot: a second counted vet sees two open.
+  const rate = memory.connect({ client: 'x', group: '192.0.2.0/24', count: false }, Date.now()).rate;
+  assert.equal(rate.concurrent, 1, 'the uncounted vet took no slot');
+  session.release();
+  assert.equal(memory.connect({ client: 'x', group: '192.0.2.0/24', count: false }, Date.now()).rate.concurrent, 0);
+});
+
+test('an allow-listed client never touches the store', async (t) => {
+  const { engine: e, calls, finished } = plainEngine(t, {}, ['192.0.2.0/24']);
+  const { session } = await e.vet('192.0.2.9', { needName: false, count: true });
+  e.finish(session, 'bad');
+  assert.equal(session.trusted, true);
+  assert.deepEqual(calls, []);
+  assert.deepEqual(finished, []);
+});
+
+test('reputation: a network with enough bad sessions, and more bad than delivered, gets the weight', async (t) => {
+  const { engine: e, memory } = plainEngine(t, { reputation: { enabled: true, weight: 2, threshold: 2.5, halfLife: 86400 } });
+  const now = Date.now();
+  for (let i = 0; i < 2; i++) memory.finish('198.51.100.0/24', 'bad', now);
+  const two = await e.vet('198.51.100.20', { needName: false, count: false });
+  assert.equal(two.session.score.total, 0, 'two bad sessions are under the threshold');
+  memory.finish('198.51.100.0/24', 'bad', now);
+  const three = await e.vet('198.51.100.20', { needName: false, count: false });
+  assert.deepEqual(three.session.summary().reasons, ["reputation +2: client's network has 3 recent bad sessions against 0 delivered (threshold 2.5, half-life 86400 s)"]);
+  assert.equal(three.session.reasonClass, 'reputation');
+  for (let i = 0; i < 3; i++) memory.finish('198.51.100.0/24', 'delivered', now);
+  const even = await e.vet('198.51.100.20', { needName: false, count: false });
+  assert.equal(even.session.score.total, 0, 'as many delivered as bad: no weight');
+  const other = await e.vet('198.51.101.20', { needName: false, count: false });
+  assert.equal(other.session.score.total, 0, 'another /24 has its own history');
+});
+
+test('reputation off: history is kept but never weighs', async (t) => {
+  const { engine: e, memory } = plainEngine(t, { reputation: { enabled: false, weight: 2, threshold: 1 } });
+  for (let i = 0; i < 5; i++) memory.finish('198.51.100.0/24', 'bad', Date.now());
+  const { session } = await e.vet('198.51.100.20', { needName: false, count: false });
+  assert.equal(session.score.total, 0);
+});
+
+test('finish records one outcome per session in its group and hands the slot back', async (t) => {
+  const { engine: e, memory, finished } = plainEngine(t);
+  const { session } = await e.vet('203.0.113.5', { needName: false, count: true });
+  e.finish(session, 'bad');
+  e.finish(session, 'delivered');
+  assert.deepEqual(finished, ['203.0.113.0/24 bad']);
+  assert.deepEqual(memory.connect({ client: 'x', group: '203.0.113.0/24', count: false }, Date.now()).rate.concurrent, 0, 'released by finish');
+  assert.ok(memory.connect({ client: 'x', group: '203.0.113.0/24', count: false }, Date.now()).reputation.bad > 0.99, 'one bad session (decayed by the milliseconds since)');
+  session.release(); // the front door's release after finish gives nothing back twice
+  assert.equal(memory.connect({ client: 'x', group: '203.0.113.0/24', count: false }, Date.now()).rate.concurrent, 0);
+});
+
+test('survived puts the client in the allowlist cache: its next vet skips the hold', async (t) => {
+  const { engine: e } = plainEngine(t, { firstContact: { enabled: true } });
+  const first = await e.vet('::ffff:203.0.113.9', { needName: false, count: false });
+  assert.equal(first.session.held, true);
+  await e.survived(first.session);
+  const next = await e.vet('203.0.113.9', { needName: false, count: false });
+  assert.equal(next.report.cached, true);
+  assert.equal(next.session.held, false);
+  assert.equal(next.session.cached, true);
+});
+
+test('recipientRejected counts the group in the store: a sweep over sessions escalates', async (t) => {
+  const { engine: e } = plainEngine(t, { harvest: { rejected: 3, window: 600, weight: 8 } });
+  const sessions = await Promise.all([1, 2, 3].map((i) => e.vet(`203.0.113.${i}`, { needName: false, count: false })));
+  const escalated = sessions.map(({ session }) => e.recipientRejected(session, 1));
+  assert.deepEqual(escalated, [false, false, true], 'the third rejection in the /24 reaches the limit');
+  assert.equal(sessions[2]?.session.verdict, 'reject');
+});
+
+test('greylisting: exemptions, then the triplet decides', async (t) => {
+  const greylisting = { enabled: true, minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000, exempt: { rdnsSuffixes: ['google.com'], trustedBelow: 0 } };
+  const { engine: e } = plainEngine(t, { greylisting }, ['192.0.2.0/24']);
+  const vet = async (ip: string) => (await e.vet(ip, { needName: false, count: false })).session;
+  assert.equal(e.greylistExempt(await vet('192.0.2.1')), 'in the allow list');
+  const google = await vet('198.51.100.1');
+  google.clientName = 'mail-x.google.com';
+  assert.equal(e.greylistExempt(google), 'client name mail-x.google.com is under google.com');
+  const fake = await vet('198.51.100.2');
+  fake.clientName = 'mail.notgoogle.com';
+  assert.equal(e.greylistExempt(fake), undefined);
+  assert.equal(e.greylist(fake, 'A@Example.org', 'B@example.NET'), 'new');
+  assert.equal(e.greylist(fake, 'a@example.org', 'b@example.net'), 'early', 'the triplet is lower-cased');
+  const vouched = await vet('198.51.100.3');
+  vouched.add({ check: 'dnswl', weight: -1, reason: 'test', class: 'dnswl' });
+  assert.equal(e.greylistExempt(vouched), 'score -1 is below 0');
+  assert.equal(e.greylist(vouched, 'a@example.org', 'b@example.net'), undefined);
+  const held = await vet('198.51.100.4');
+  held.add({ check: 'block', weight: 5, reason: 'test', class: 'blocklisted' });
+  assert.equal(e.greylistExempt(held), 'verdict tarpit: never relayed', 'a held session never reaches the backend anyway');
+  await e.survived(await vet('198.51.100.5'));
+  assert.equal(e.greylistExempt(await vet('198.51.100.5')), 'in the allowlist cache (passed a hold)');
+});
+
+test('greylisting off: nobody is greylisted', async (t) => {
+  const { engine: e } = plainEngine(t);
+  const { session } = await e.vet('198.51.100.2', { needName: false, count: false });
+  assert.equal(e.greylistExempt(session), 'greylisting is off');
+  assert.equal(e.greylist(session, 'a@example.org', 'b@example.net'), undefined);
 });

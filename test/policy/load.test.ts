@@ -311,3 +311,21 @@ test('--policies: any directory laid out the same way loads, and a missing polic
     (err: unknown) => err instanceof PolicyErrors && err.message === `${join(dir, 'policy.yaml')}: cannot read: no such file` && err.errors[0]?.line === undefined,
   );
 });
+
+test('greylisting: off as shipped; suffixes normalised; a pendingExpiry not longer than minDelay is refused at pendingExpiry', () => {
+  const shipped = load(SHIPPED).policy;
+  assert.equal(shipped.greylisting.enabled, false, 'off unless the admin turns it on');
+  assert.deepEqual({ ...shipped.greylisting, exempt: undefined }, { enabled: false, minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000, network: { ipv4: 24, ipv6: 64 }, exempt: undefined });
+  assert.deepEqual(shipped.reputation, { enabled: true, weight: 2, threshold: 5, halfLife: 86400 });
+
+  const text = 'greylisting:\n  enabled: true\n  exempt:\n    rdnsSuffixes: [".Google.COM.", "outlook.com"]\n';
+  const loaded = load(text);
+  assert.deepEqual(loaded.policy.greylisting.exempt.rdnsSuffixes, ['google.com', 'outlook.com']);
+
+  const errors = errorsOf('greylisting:\n  minDelay: 600\n  pendingExpiry: 600\n');
+  assert.equal(errors.length, 1, errors.join('\n'));
+  assert.match(errors[0] ?? '', /policy\.yaml:3:\d+: greylisting\.pendingExpiry: must be longer than greylisting\.minDelay \(600 s\)/);
+  assert.match(errorsOf('greylisting:\n  exempt:\n    rdnsSuffixes: ["bad..name"]\n')[0] ?? '', /greylisting\.exempt\.rdnsSuffixes\.0: .*empty label/);
+  const tld = load('greylisting:\n  exempt:\n    rdnsSuffixes: [com]\n');
+  assert.match(tld.warnings.map((w) => w.message).join('\n'), /"com" exempts every client name under it/);
+});

@@ -1,12 +1,12 @@
 /**
  * Per-group connection limits (issue 3): sessions open at once and new
- * sessions per minute, counted by src/state/rate-limiter.ts for the client's
+ * sessions per minute, counted by the state store (src/state/store.ts) for the client's
  * group (src/state/client-group.ts). One piece of evidence however many limits
  * are exceeded: both say the same thing, too much from one network.
  */
 import type { Evidence } from '../evidence.js';
 import type { Policy } from '../spec.js';
-import type { RateSnapshot } from '../../state/rate-limiter.js';
+import type { RateSnapshot } from '../../state/store.js';
 
 export function checkRate(snapshot: RateSnapshot, policy: Pick<Policy, 'rate'>): Evidence | undefined {
   const { maxConcurrent, maxPerMinute, weight } = policy.rate;

@@ -5,9 +5,11 @@
  * names, then the HELO check, and prints each check's evidence, the score,
  * the verdict and what the client would meet at each stage.
  *
- * It runs in its own process, so it does not see the running proxy's memory:
- * the allowlist cache is empty here and rate windows start at zero (`count`
- * is off, so explaining never counts as a connection).
+ * It runs in its own process: with the memory store it does not see the
+ * running proxy's memory (allowlist cache, rate windows, reputation,
+ * greylist are empty here); given a shared store it reads the fleet's. Either
+ * way it only looks: `count` is off, so explaining never counts as a
+ * connection, and the greylist is peeked at, never updated.
  */
 import { isIP } from 'node:net';
 import { ConfigErrors } from '../config/config-error.js';
@@ -22,6 +24,11 @@ import type { Evidence, Verdict } from '../policy/evidence.js';
 import { loadPolicyDir } from '../policy/load.js';
 import { PolicyErrors } from '../policy/policy-error.js';
 import { createPolicyState, localIdentity } from '../policy/state.js';
+import { greylistTriplet } from '../policy/checks/greylist.js';
+import type { ReputationSnapshot, StateStore } from '../state/store.js';
+import { createStateStore } from '../state/create-store.js';
+import { createLogger } from '../metrics/logger.js';
+import { pino } from 'pino';
 
 export interface ExplainArgs {
   readonly config: string;
@@ -31,6 +38,8 @@ export interface ExplainArgs {
   readonly from?: string | undefined;
   readonly rcpt?: string | undefined;
   readonly json?: boolean | undefined;
+  /** Override state.store (memory, or redis://…): whose memory to read. */
+  readonly store?: string | undefined;
 }
 
 /** What the client meets at one stage. */
@@ -55,6 +64,20 @@ export interface Explanation {
   readonly stages: readonly StageOutcome[];
   /** A held client that sits every delay out gets this, instead of 354. */
   readonly end?: string | undefined;
+  /** The client's network's history (decayed counts), when the store was asked (not for the allow list). */
+  readonly reputation?: ReputationSnapshot | undefined;
+  /** With --from and --rcpt: the triplet's greylisting state, and whether this client would skip greylisting. */
+  readonly greylisting?: GreylistingView | undefined;
+}
+
+export interface GreylistingView {
+  readonly enabled: boolean;
+  readonly triplet: { readonly network: string; readonly sender: string; readonly recipient: string };
+  readonly state: 'unknown' | 'pending' | 'passed';
+  /** When the triplet was first seen (pending) or its network passed (passed), ISO 8601. */
+  readonly since?: string | undefined;
+  /** Why this client is never greylisted; absent when its recipients would be. */
+  readonly exempt?: string | undefined;
 }
 
 const WALK: readonly Stage[] = ['connect', 'helo', 'mail', 'rcpt', 'data'];
@@ -65,23 +88,32 @@ export async function runExplain(args: ExplainArgs): Promise<number> {
     return 1;
   }
   let explanation: Explanation;
+  let store: StateStore | undefined;
   try {
-    explanation = await explain(args);
+    const config = loadConfigFile(args.config, { policies: args.policies, store: args.store });
+    // The configured store: with Redis, explain reads what the fleet remembers (greylisting, reputation, the allowlist cache).
+    store = createStateStore(config.state, createLogger('warn', pino.destination(2)));
+    explanation = await explain(args, store);
   } catch (err) {
     if (err instanceof ConfigErrors || err instanceof PolicyErrors) {
       for (const e of err.errors) console.error(e.message);
       return 1;
     }
     throw err;
+  } finally {
+    await store?.close();
   }
   console.log(args.json ? JSON.stringify(explanation, null, 2) : render(explanation));
   return 0;
 }
 
-export async function explain(args: ExplainArgs): Promise<Explanation> {
+/** `store`: a shared store to read the fleet's memory from (serve's `--store`); default an empty memory store. */
+export async function explain(args: ExplainArgs, store?: StateStore): Promise<Explanation> {
   const config = loadConfigFile(args.config, { policies: args.policies });
   const policy = loadPolicyDir(config.policies);
-  const engine = new PolicyEngine(policy, createPolicyState(config), localIdentity(config));
+  const state = createPolicyState(config, store);
+  state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
+  const engine = new PolicyEngine(policy, state, localIdentity(config));
   const { session, report } = await engine.vet(args.ip, { needName: true, count: false });
   const stages: StageOutcome[] = [];
   for (const stage of WALK) {
@@ -106,6 +138,19 @@ export async function explain(args: ExplainArgs): Promise<Explanation> {
       : profile.end.kind === 'relay'
         ? 'relayed in the same connection after the banner delay (allowlisted)'
         : `${toWire(survivorReply(profile)).trimEnd()}${profile.end.kind === 'allowlist' ? ' (allowlisted: the retry is relayed)' : ''}`;
+  let greylisting: GreylistingView | undefined;
+  if (args.from !== undefined && args.rcpt !== undefined) {
+    const triplet = greylistTriplet(args.ip, args.from, args.rcpt, policy);
+    const peek = await state.store.peekGreylist(triplet, policy.greylisting, Date.now());
+    const exempt = engine.greylistExempt(session);
+    greylisting = {
+      enabled: policy.greylisting.enabled,
+      triplet,
+      state: peek.state,
+      since: peek.since === undefined ? undefined : new Date(peek.since).toISOString(),
+      exempt,
+    };
+  }
   return {
     client: { ip: args.ip, helo: args.helo, from: args.from, rcpt: args.rcpt, name: session.clientName },
     policy: policy.file,
@@ -119,6 +164,8 @@ export async function explain(args: ExplainArgs): Promise<Explanation> {
     profile: profile?.name,
     stages,
     end,
+    reputation: report.reputation,
+    greylisting,
   };
 }
 
@@ -145,9 +192,20 @@ function render(e: Explanation): string {
     out.push(`  ${s.stage.padEnd(8)} ${what}`);
   }
   if (e.end !== undefined) out.push(`  end      ${e.end}`);
-  if (e.client.from !== undefined || e.client.rcpt !== undefined) out.push('(sender and recipient are recorded; no check of this version uses them)');
-  out.push('(explain runs in its own process: the running proxy\'s allowlist cache and rate windows are not consulted)');
+  if (e.reputation !== undefined) out.push(`reputation of the client's network: ${tenths(e.reputation.bad)} bad, ${tenths(e.reputation.good)} delivered (decayed)`);
+  const g = e.greylisting;
+  if (g !== undefined) {
+    const triplet = `(${g.triplet.network}, ${g.triplet.sender}, ${g.triplet.recipient})`;
+    const state = g.state === 'unknown' ? 'not seen' : g.state === 'pending' ? `first seen ${g.since ?? '?'}, waiting for its retry` : `network passed ${g.since ?? '?'}`;
+    const verdict = !g.enabled ? 'greylisting is off' : g.exempt !== undefined ? `exempt: ${g.exempt}` : g.state === 'passed' ? 'relayed' : 'its RCPT would get 451 4.7.1 Greylisted';
+    out.push(`greylisting ${triplet}: ${state}; ${verdict}`);
+  } else if (e.client.from !== undefined || e.client.rcpt !== undefined) out.push('(give both --from and --rcpt to see the greylisting state)');
+  out.push('(explain only looks: nothing is counted or learnt; with the memory store it does not see the running proxy\'s allowlist cache, rate windows, reputation or greylist)');
   return out.join('\n');
+}
+
+function tenths(n: number): string {
+  return String(Math.round(n * 10) / 10);
 }
 
 function signed(n: number): string {

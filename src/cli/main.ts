@@ -26,7 +26,8 @@ await yargs(hideBin(process.argv))
         .option('backend', { type: 'string', describe: 'Override backend.address, HOST:PORT' })
         .option('metrics', { type: 'string', describe: 'Override metrics.listen, HOST:PORT, or "off"' })
         .option('policies', { type: 'string', describe: 'Override the policy directory' })
-        .option('workers', { type: 'number', describe: 'Override workers: processes sharing the listener (1 = this process only)' }),
+        .option('workers', { type: 'number', describe: 'Override workers: processes sharing the listener (1 = this process only)' })
+        .option('store', { type: 'string', describe: 'Override state.store: memory, or redis://HOST:PORT[/DB] to share what the policy remembers with other processes and hosts' }),
     async (argv) => {
       process.exitCode = await runServe(argv);
     },
@@ -53,7 +54,8 @@ await yargs(hideBin(process.argv))
         .option('rcpt', { type: 'string', describe: 'Envelope recipient (recorded)' })
         .option('config', { alias: 'c', type: 'string', default: DEFAULT_CONFIG, describe: 'Configuration file (YAML): its dns.servers are used' })
         .option('policies', { type: 'string', describe: 'Policy directory to use instead of the one the configuration names' })
-        .option('json', { type: 'boolean', default: false, describe: 'Print JSON' }),
+        .option('json', { type: 'boolean', default: false, describe: 'Print JSON' })
+        .option('store', { type: 'string', describe: 'Override state.store: redis://HOST:PORT[/DB] reads what a fleet remembers (greylisting, reputation, allowlist cache)' }),
     async (argv) => {
       process.exitCode = await runExplain(argv);
     },

@@ -19,6 +19,8 @@ export interface ConfigOverrides {
   readonly metrics?: string | undefined;
   readonly policies?: string | undefined;
   readonly workers?: number | undefined;
+  /** `memory` or `redis://HOST:PORT[/DB]` (state.store). */
+  readonly store?: string | undefined;
 }
 
 const validate = compileSchema(CONFIG_SCHEMA);
@@ -67,10 +69,12 @@ function applyOverrides(raw: Raw, o: ConfigOverrides): void {
   if (o.metrics !== undefined) section('metrics').listen = o.metrics === 'off' ? null : o.metrics;
   if (o.policies !== undefined) raw.policies = resolve(o.policies);
   if (o.workers !== undefined) raw.workers = o.workers;
+  if (o.store !== undefined) section('state').store = o.store;
 }
 
-/** Every pattern in the schema is an endpoint; anyOf is metrics.listen (endpoint or null). */
+/** Every pattern in the schema but state.store's is an endpoint; anyOf is metrics.listen (endpoint or null). */
 function endpointReason(e: ErrorObject): string | undefined {
+  if (e.instancePath === '/state/store') return 'must be memory or redis://HOST:PORT[/DB]';
   if (e.keyword === 'anyOf') return 'must be host:port (IPv6 as [::1]:25) or null';
   if (e.keyword === 'pattern') return 'must be host:port (IPv6 as [::1]:25)';
   return undefined;
@@ -81,6 +85,7 @@ const FLAG_FOR_PATH: Record<string, keyof ConfigOverrides> = {
   'backend/address': 'backend',
   'metrics/listen': 'metrics',
   workers: 'workers',
+  'state/store': 'store',
 };
 
 /** The mistake at `issue.path`; a bad flag is the command line's mistake, not the file's. */

@@ -147,6 +147,22 @@ export const CONFIG_SCHEMA = {
         level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
       },
     },
+    state: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'Where the policy remembers clients (allowlist cache, rate counts, harvest windows, greylisting, reputation).',
+      properties: {
+        store: {
+          type: 'string',
+          pattern: '^(memory|redis://[^\\s/]+(/[0-9]{1,2})?)$',
+          default: 'memory',
+          description: 'memory: in this process (each worker its own). redis://HOST:PORT[/DB]: shared by every process and host pointed at the same Redis, so a client met by one MX is remembered by all.',
+        },
+        prefix: { type: 'string', minLength: 1, maxLength: 64, default: 'smtp-tarpit:', description: 'Prefix of every Redis key, so an operator can list and flush them (redis-cli --scan --pattern "smtp-tarpit:*").' },
+        timeout: { ...SECONDS, default: 0.1, description: 'Seconds a Redis operation may take before the session is answered from the local memory store instead (mail flow first); counted in smtp_tarpit_store_fallbacks_total.' },
+      },
+    },
     shutdown: {
       type: 'object',
       additionalProperties: false,
@@ -225,5 +241,7 @@ export interface Config {
   readonly dns: { readonly servers: readonly string[]; readonly timeout: number };
   readonly metrics: { readonly listen: Endpoint | null };
   readonly log: { readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  /** `store`: 'memory' or a redis:// URL. */
+  readonly state: { readonly store: string; readonly prefix: string; readonly timeout: number };
   readonly shutdown: { readonly grace: number };
 }

@@ -177,7 +177,7 @@ export class Front {
       return this.refuse(socket, 'TARPIT_ERR_INTERNAL_CONNECT', 'error');
     }
     // A client that hung up during the checks has already fired 'close'.
-    if (socket.destroyed) return policy.release();
+    if (socket.destroyed) return engine.finish(policy, 'neutral');
     admitted.policy = policy;
     const vetted: Vetted = { id, remoteAddress, remotePort, engine, policy };
     const action = policy.actionAt('connect');
@@ -224,6 +224,8 @@ export class Front {
 
   /** A vetted session refused at connect: neither smtp-server nor the hold sees it, so its one log line (DESIGN §6) is written here. */
   private refuseVetted(socket: Socket, vetted: Vetted, error: SmtpReplyError, result: string, cap?: HoldCap): void {
+    // A policy refusal is the client's doing and counts against its network; a full tarpit is ours.
+    vetted.engine.finish(vetted.policy, result === 'refused_policy' ? 'bad' : 'neutral');
     this.deps.logger.info(
       {
         session: vetted.id,

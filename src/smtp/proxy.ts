@@ -15,6 +15,8 @@ import { Trap } from '../trap/trap.js';
 import type { FaultPlan } from './faults.js';
 import { Front, type Vetted } from './front.js';
 import { createPolicyState, localIdentity } from '../policy/state.js';
+import { createStateStore } from '../state/create-store.js';
+import type { StateStore } from '../state/store.js';
 import { PolicyStore } from '../policy/policy-store.js';
 import { Tarpit } from '../tarpit/tarpit.js';
 import { countSessions } from '../tarpit/metrics.js';
@@ -36,6 +38,8 @@ export class Proxy {
   readonly trap: Trap;
   readonly pool: BackendPool;
   readonly policy: PolicyStore;
+  /** What the policy remembers (state.store): in memory, or shared through Redis. */
+  readonly store: StateStore;
   readonly tarpit: Tarpit;
   private readonly handlers: RelayHandlers;
   private readonly smtp: SMTPServer;
@@ -65,7 +69,8 @@ export class Proxy {
       reconnect: b.reconnect,
     });
     // Throws the policy directory's errors (file:line:col) when it is invalid at start-up.
-    this.policy = new PolicyStore(config.policies, createPolicyState(config), localIdentity(config), logger);
+    this.store = createStateStore(config.state, logger);
+    this.policy = new PolicyStore(config.policies, createPolicyState(config, this.store), localIdentity(config), logger);
     // `relay` runs only after start(), when the front exists: a greet wait that ends in a hand-over (end: relay).
     this.tarpit = new Tarpit({ config, trap: this.trap, logger, relay: (socket, session) => this.front.relay(socket, session) });
     const vetted = new Map<string, Vetted>();
@@ -129,7 +134,8 @@ export class Proxy {
     const pool = this.pool.health();
     const ready = this.listening && !this.front.shuttingDown && pool.ready;
     const reason = !this.listening ? 'not listening' : this.front.shuttingDown ? 'shutting down' : pool.reason;
-    return { ready, reason: ready ? undefined : reason, connections: this.front.openConnections, pool };
+    // A shared store that fell back to memory is degraded, not a reason to stop taking mail: it is only reported.
+    return { ready, reason: ready ? undefined : reason, connections: this.front.openConnections, pool, store: this.store.health() };
   }
 
   /** SIGTERM: drain (see Front.close), then close the pool and the metrics listener. */
@@ -138,6 +144,7 @@ export class Proxy {
     this.uncount?.();
     await Promise.all([this.front.close(graceSeconds), this.tarpit.close()]);
     await this.pool.close();
+    await this.store.close();
     await this.metrics.close();
     this.options.logger.info('smtp-tarpit stopped');
   }

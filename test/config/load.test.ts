@@ -84,3 +84,14 @@ test('tarpit.maxHeld must leave room for clean clients under limits.maxConnectio
   );
   assert.equal(loadConfigText('limits:\n  maxConnections: 100\ntarpit:\n  maxHeld: 99\n', 'site.yaml').tarpit.maxHeld, 99);
 });
+
+test('state.store: memory by default, a redis:// URL, or --store; anything else is refused by name', () => {
+  assert.deepEqual(loadConfigText('', 'site.yaml').state, { store: 'memory', prefix: 'smtp-tarpit:', timeout: 0.1 });
+  assert.equal(loadConfigText('state: {store: "redis://10.0.0.5:6379/2"}\n', 'site.yaml').state.store, 'redis://10.0.0.5:6379/2');
+  assert.equal(loadConfigText('', 'site.yaml', { store: 'redis://127.0.0.1:6379' }).state.store, 'redis://127.0.0.1:6379');
+  assert.deepEqual(errorsOf('state:\n  store: redis:/10.0.0.5\n'), ['site.yaml:2:10: state.store: must be memory or redis://HOST:PORT[/DB]']);
+  assert.throws(
+    () => loadConfigText('', 'site.yaml', { store: 'mongodb://x' }),
+    (err: unknown) => err instanceof ConfigErrors && err.errors.map((e) => e.message).join() === 'command line: --store: must be memory or redis://HOST:PORT[/DB]',
+  );
+});

@@ -1,0 +1,14 @@
+/**
+ * The process's state store from the config's `state` section (or
+ * `serve --store`): in memory, or shared through Redis by every process and
+ * host pointed at the same server.
+ */
+import type { Config } from '../config/schema.js';
+import { MemoryStore } from './memory-store.js';
+import { RedisStore, type StoreLogger } from './redis-store.js';
+import type { StateStore } from './store.js';
+
+export function createStateStore(state: Config['state'], logger: StoreLogger): StateStore {
+  if (state.store === 'memory') return new MemoryStore();
+  return new RedisStore({ url: state.store, prefix: state.prefix, timeout: Math.round(state.timeout * 1000), logger });
+}

@@ -116,6 +116,7 @@ export class Proxy {
     }
     this.pool.start();
     this.policy.watch();
+    await this.storeConnected(STORE_CONNECT_WAIT_MS);
     this.uncount = countSessions({
       held: () => this.tarpit.heldSessions(),
       relaying: () => this.handlers.sessions.values(),
@@ -128,6 +129,18 @@ export class Proxy {
     this.listening = true;
     this.options.logger.info({ listen: smtp, metrics, backend: this.options.config.backend.address }, 'smtp-tarpit listening');
     return { smtp, metrics };
+  }
+
+  /**
+   * A shared store answers from local memory until its connection is up; the
+   * first clients should meet the fleet's memory, so start-up waits for it a
+   * little. A store still down then is not fatal (mail flow first): it is said.
+   */
+  private async storeConnected(waitMs: number): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    while (this.store.health().degraded && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const health = this.store.health();
+    if (health.degraded) this.options.logger.warn({ store: health }, 'state store not reachable at start-up; serving from local memory until it is');
   }
 
   readiness(): Readiness {
@@ -149,6 +162,9 @@ export class Proxy {
     this.options.logger.info('smtp-tarpit stopped');
   }
 }
+
+/** How long start-up waits for a shared store's connection. */
+const STORE_CONNECT_WAIT_MS = 2000;
 
 function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerOptions {
   const { key, cert } = config.tls;

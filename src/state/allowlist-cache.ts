@@ -9,35 +9,13 @@ import { LRUCache } from 'lru-cache';
 
 import type { Ip } from '../core/ip.js';
 import { addressKey } from './client-group.js';
-import type { MaybePromise } from './maybe-promise.js';
 import { allowlistCacheEntries, allowlistCacheHit, allowlistCacheMiss, stateEvictionsTotal } from './metrics.js';
-
-export type { MaybePromise } from './maybe-promise.js';
 
 export interface AllowlistEntry {
   /** Why the client was allowlisted ("sat out the first-contact hold"). */
   readonly reason: string;
   /** When, in milliseconds of the store's clock (by default the Unix epoch, as `Date.now()`). */
   readonly since: number;
-}
-
-/**
- * What a session asks of an allowlist store, in memory or (issue 6) in Redis.
- *
- * Results are `MaybePromise` rather than `Promise`: a Redis store has to
- * answer later, but the memory store answers at once, and forcing it to wrap
- * every lookup in a promise would cost an allocation and a microtask per
- * connection for nothing. A caller typed against this interface checks
- * `typeof result === 'boolean'` (or awaits); one holding the concrete
- * `AllowlistCache` gets plain values from the narrower signatures.
- */
-export interface AllowlistStore {
-  /** Whether `address` (text, or already parsed) passed before and has not expired; counts a hit or a miss. */
-  has(address: string | Ip): MaybePromise<boolean>;
-  /** Remembers `address` for the TTL (an existing entry starts its TTL again). */
-  add(address: string, reason: string): MaybePromise<void>;
-  /** For a policy reload: new TTL (seconds) and size, existing entries kept. */
-  resize(ttl: number, maxEntries: number): MaybePromise<void>;
 }
 
 export interface AllowlistCacheOptions {
@@ -53,7 +31,8 @@ export interface AllowlistCacheOptions {
   readonly now?: () => number;
 }
 
-export class AllowlistCache implements AllowlistStore {
+/** The memory store's allowlist cache (memory-store.ts); a Redis store keeps the same entries as keys with a TTL. */
+export class AllowlistCache {
   #cache: LRUCache<string, AllowlistEntry>;
   #ttlMs: number;
   readonly #now: () => number;
@@ -65,8 +44,14 @@ export class AllowlistCache implements AllowlistStore {
     allowlistCacheEntries.set(0);
   }
 
+  /** Whether `address` (text, or already parsed) passed before and has not expired; counts a hit or a miss. */
   has(address: string | Ip): boolean {
-    const hit = this.#cache.get(addressKey(address)) !== undefined;
+    return this.hasKey(addressKey(address));
+  }
+
+  /** `has` for a key already in canonical form (client-group.ts `addressKey`), as the engine computes it once per client. */
+  hasKey(key: string): boolean {
+    const hit = this.#cache.get(key) !== undefined;
     (hit ? allowlistCacheHit : allowlistCacheMiss).inc();
     return hit;
   }

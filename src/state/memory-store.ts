@@ -93,7 +93,7 @@ export class MemoryStore implements StateStore {
       // Look, don't touch: no hit counted, no recency refreshed.
       return { allowlisted: this.#allowlist.peek(query.client) !== undefined, rate: this.#rates.snapshot(query.group), reputation };
     }
-    const allowlisted = this.#allowlist.has(query.client);
+    const allowlisted = this.#allowlist.hasKey(query.client);
     const slot = this.#rates.open(query.group);
     return { allowlisted, rate: slot.snapshot, reputation, slot };
   }

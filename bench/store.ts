@@ -46,6 +46,7 @@ interface Dist {
   readonly PolicyEngine: (typeof import('../src/policy/engine.js'))['PolicyEngine'];
   readonly loadPolicyDir: (typeof import('../src/policy/load.js'))['loadPolicyDir'];
   readonly createPolicyState: (typeof import('../src/policy/state.js'))['createPolicyState'];
+  readonly storeSettings: (typeof import('../src/policy/state.js'))['storeSettings'];
   readonly createStateStore: (typeof import('../src/state/create-store.js'))['createStateStore'];
   readonly registry: (typeof import('../src/metrics/registry.js'))['registry'];
 }
@@ -133,6 +134,7 @@ async function main(): Promise<number> {
       PolicyEngine: (await build.load<typeof import('../src/policy/engine.js')>('policy/engine.js')).PolicyEngine,
       loadPolicyDir: (await build.load<typeof import('../src/policy/load.js')>('policy/load.js')).loadPolicyDir,
       createPolicyState: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).createPolicyState,
+      storeSettings: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).storeSettings,
       createStateStore: (await build.load<typeof import('../src/state/create-store.js')>('state/create-store.js')).createStateStore,
       registry: (await build.load<typeof import('../src/metrics/registry.js')>('metrics/registry.js')).registry,
     };
@@ -148,7 +150,7 @@ async function main(): Promise<number> {
       const stateStore = dist.createStateStore(config.state, quiet);
       stores.push(stateStore);
       const state = dist.createPolicyState(config, stateStore);
-      state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
+      state.store.configure(dist.storeSettings(policy));
       const engine = new dist.PolicyEngine(policy, state, { hostname: 'tarpit.bench', addresses: ['127.0.0.1'] });
       const base = name === 'memory' ? 2 : 50;
       if (name === 'redis') {

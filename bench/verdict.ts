@@ -64,6 +64,7 @@ interface Dist {
   readonly compileCidrList: (typeof import('../src/policy/lists/cidr-list.js'))['compileCidrList'];
   readonly loadPolicyDirWithWarnings: (typeof import('../src/policy/load.js'))['loadPolicyDirWithWarnings'];
   readonly createPolicyState: (typeof import('../src/policy/state.js'))['createPolicyState'];
+  readonly storeSettings: (typeof import('../src/policy/state.js'))['storeSettings'];
 }
 let dist: Dist;
 
@@ -75,6 +76,7 @@ async function loadDist(build: ReturnType<typeof buildDist>): Promise<Dist> {
     compileCidrList: (await build.load<typeof import('../src/policy/lists/cidr-list.js')>('policy/lists/cidr-list.js')).compileCidrList,
     loadPolicyDirWithWarnings: (await build.load<typeof import('../src/policy/load.js')>('policy/load.js')).loadPolicyDirWithWarnings,
     createPolicyState: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).createPolicyState,
+    storeSettings: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).storeSettings,
   };
 }
 
@@ -254,7 +256,7 @@ async function dnsMisses(): Promise<number> {
 function freshEngine(config: Config, policy: Policy): { engine: PolicyEngine; state: PolicyState } {
   const state = dist.createPolicyState(config);
   // What PolicyStore.applyState does on load.
-  state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
+  state.store.configure(dist.storeSettings(policy));
   return { engine: new dist.PolicyEngine(policy, state, { hostname: 'tarpit.bench', addresses: ['127.0.0.1'] }), state };
 }
 

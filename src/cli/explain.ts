@@ -23,10 +23,10 @@ import { PolicyEngine } from '../policy/engine.js';
 import type { Evidence, Verdict } from '../policy/evidence.js';
 import { loadPolicyDir } from '../policy/load.js';
 import { PolicyErrors } from '../policy/policy-error.js';
-import { createPolicyState, localIdentity } from '../policy/state.js';
+import { createPolicyState, localIdentity, storeSettings } from '../policy/state.js';
 import { greylistTriplet } from '../policy/checks/greylist.js';
 import type { ReputationSnapshot, StateStore } from '../state/store.js';
-import { createStateStore } from '../state/create-store.js';
+import { createStateStore, storeConnected } from '../state/create-store.js';
 import { createLogger } from '../metrics/logger.js';
 import { pino } from 'pino';
 
@@ -82,6 +82,9 @@ export interface GreylistingView {
 
 const WALK: readonly Stage[] = ['connect', 'helo', 'mail', 'rcpt', 'data'];
 
+/** How long explain waits for a shared store's connection before it reads from nothing. */
+const STORE_CONNECT_WAIT_MS = 2000;
+
 export async function runExplain(args: ExplainArgs): Promise<number> {
   if (isIP(args.ip) === 0) {
     console.error(`--ip: not an IP address: "${args.ip}"`);
@@ -93,6 +96,8 @@ export async function runExplain(args: ExplainArgs): Promise<number> {
     const config = loadConfigFile(args.config, { policies: args.policies, store: args.store });
     // The configured store: with Redis, explain reads what the fleet remembers (greylisting, reputation, the allowlist cache).
     store = createStateStore(config.state, createLogger('warn', pino.destination(2)));
+    const health = await storeConnected(store, STORE_CONNECT_WAIT_MS);
+    if (health.degraded) console.error(`state store: ${health.reason ?? 'not reachable'}; what this process remembers is empty`);
     explanation = await explain(args, store);
   } catch (err) {
     if (err instanceof ConfigErrors || err instanceof PolicyErrors) {
@@ -112,7 +117,7 @@ export async function explain(args: ExplainArgs, store?: StateStore): Promise<Ex
   const config = loadConfigFile(args.config, { policies: args.policies });
   const policy = loadPolicyDir(config.policies);
   const state = createPolicyState(config, store);
-  state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
+  state.store.configure(storeSettings(policy));
   const engine = new PolicyEngine(policy, state, localIdentity(config));
   const { session, report } = await engine.vet(args.ip, { needName: true, count: false });
   const stages: StageOutcome[] = [];

@@ -1,8 +1,10 @@
 /**
  * Privilege drop: port 25 needs root (or CAP_NET_BIND_SERVICE) to bind, and
  * nothing else does. Started as root, we bind, then become `user`/`group`
- * before any client is served; and we refuse to stay root on a public address
- * unless the configuration says so (`allowRoot`).
+ * before any SMTP client is served (with workers, the primary's metrics
+ * listener answers as root until every first worker listens, then the
+ * primary drops too); and we refuse to stay root on a public address unless
+ * the configuration says so (`allowRoot`).
  */
 import { accessSync, constants, readdirSync } from 'node:fs';
 import { isIP } from 'node:net';

@@ -30,6 +30,8 @@ interface ReadyMessage {
   readonly type: 'smtp-tarpit:ready';
   readonly ready: boolean;
   readonly reason?: string | undefined;
+  /** The worker's state store, when it reports one (proxy readiness `store`): degraded is shown, never a reason to stop. */
+  readonly store?: unknown;
 }
 
 function isReadyMessage(message: unknown): message is ReadyMessage {
@@ -52,11 +54,11 @@ export function workerSlot(): number | undefined {
 export function reportReadiness(readiness: () => Readiness): () => void {
   let last = '';
   const send = (): void => {
-    const { ready, reason } = readiness();
-    const key = `${ready}:${reason ?? ''}`;
+    const { ready, reason, store } = readiness();
+    const key = `${ready}:${reason ?? ''}:${JSON.stringify(store) ?? ''}`;
     if (key === last || !process.connected) return;
     last = key;
-    process.send?.({ type: 'smtp-tarpit:ready', ready, reason } satisfies ReadyMessage);
+    process.send?.({ type: 'smtp-tarpit:ready', ready, reason, store } satisfies ReadyMessage);
   };
   send();
   const timer = setInterval(send, 500).unref();
@@ -72,6 +74,8 @@ interface Slot {
   state: WorkerState;
   ready: boolean;
   reason: string | undefined;
+  /** What the worker last said of its state store. */
+  store?: unknown;
   startedAt: number;
   /** Deaths in a row, each within CRASH_WINDOW_MS of its start: drives the backoff. */
   crashes: number;
@@ -153,6 +157,7 @@ class Primary {
       if (!isReadyMessage(message) || slot.worker !== worker) return;
       slot.ready = message.ready;
       slot.reason = message.ready ? undefined : message.reason;
+      slot.store = message.store;
       if (slot.state === 'starting') {
         slot.state = this.stopping ? 'stopping' : 'online';
         this.logger.info({ slot: n, workerPid: worker.process.pid }, 'worker serving');
@@ -286,6 +291,7 @@ class Primary {
       state: s.state,
       ready: s.state === 'online' && s.ready,
       ...(s.reason !== undefined && !(s.state === 'online' && s.ready) ? { reason: s.reason } : {}),
+      ...(s.store !== undefined ? { store: s.store } : {}),
     }));
     const ready = !this.stopping && workers.some((w) => w.ready);
     let reason: string | undefined;

@@ -74,7 +74,7 @@ function applyOverrides(raw: Raw, o: ConfigOverrides): void {
 
 /** Every pattern in the schema but state.store's is an endpoint; anyOf is metrics.listen (endpoint or null). */
 function endpointReason(e: ErrorObject): string | undefined {
-  if (e.instancePath === '/state/store') return 'must be memory or redis://HOST:PORT[/DB]';
+  if (e.instancePath === '/state/store') return 'must be memory or redis://HOST:PORT[/DB] (rediss:// for TLS)';
   if (e.keyword === 'anyOf') return 'must be host:port (IPv6 as [::1]:25) or null';
   if (e.keyword === 'pattern') return 'must be host:port (IPv6 as [::1]:25)';
   return undefined;

@@ -155,9 +155,9 @@ export const CONFIG_SCHEMA = {
       properties: {
         store: {
           type: 'string',
-          pattern: '^(memory|redis://[^\\s/]+(/[0-9]{1,2})?)$',
+          pattern: '^(memory|rediss?://[^\\s/]+(/[0-9]{1,2})?)$',
           default: 'memory',
-          description: 'memory: in this process (each worker its own). redis://HOST:PORT[/DB]: shared by every process and host pointed at the same Redis, so a client met by one MX is remembered by all.',
+          description: 'memory: in this process (each worker its own). redis://[:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS): shared by every process and host pointed at the same Redis, so a client met by one MX is remembered by all.',
         },
         prefix: { type: 'string', minLength: 1, maxLength: 64, default: 'smtp-tarpit:', description: 'Prefix of every Redis key, so an operator can list and flush them (redis-cli --scan --pattern "smtp-tarpit:*").' },
         timeout: { ...SECONDS, default: 0.1, description: 'Seconds a Redis operation may take before the session is answered from the local memory store instead (mail flow first); counted in smtp_tarpit_store_fallbacks_total.' },

@@ -10,6 +10,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../metrics/logger.js';
 import { PolicyEngine, type Identity, type PolicyState } from './engine.js';
 import { loadPolicyDir } from './load.js';
+import { storeSettings } from './state.js';
 import { policyReloadsTotal, recordPolicyLoad } from './metrics.js';
 import type { Policy } from './spec.js';
 
@@ -80,7 +81,7 @@ export class PolicyStore {
 
   /** The store's settings follow the policy in force; what it holds is kept across the reload. */
   private applyState(policy: Policy): void {
-    this.state.store.configure({ allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife });
+    this.state.store.configure(storeSettings(policy));
   }
 }
 

@@ -7,7 +7,8 @@
 import { networkInterfaces } from 'node:os';
 import type { Config } from '../config/schema.js';
 import { MemoryStore } from '../state/memory-store.js';
-import type { StateStore } from '../state/store.js';
+import type { StateStore, StoreSettings } from '../state/store.js';
+import type { Policy } from './spec.js';
 import { DnsClient } from './dns/dns-client.js';
 import type { Identity, PolicyState } from './engine.js';
 
@@ -26,4 +27,9 @@ export function localIdentity(config: Config): Identity {
   const host = config.listen.host;
   if (host !== '0.0.0.0' && host !== '::') addresses.add(host);
   return { hostname: config.hostname, addresses: [...addresses] };
+}
+
+/** What the state store takes from a policy (on every load: PolicyStore.applyState, and explain). */
+export function storeSettings(policy: Policy): StoreSettings {
+  return { allowlistCache: policy.allowlistCache, harvestWindow: policy.harvest.window, reputationHalfLife: policy.reputation.halfLife };
 }

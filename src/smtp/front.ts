@@ -77,6 +77,9 @@ interface Admitted {
 const kAdmitted = Symbol('admitted');
 type FrontSocket = Socket & { [kAdmitted]?: Admitted };
 
+/** How long after a socket's close its rate slot is released if no path finished the session. */
+const SLOT_SAFETY_MS = 1000;
+
 /** A reset from the client must never reach the process as an unhandled 'error'. */
 function ignoreError(): void {}
 
@@ -211,7 +214,11 @@ export class Front {
     this.limits.release();
     if (client !== undefined) this.limits.releaseClient(client);
     if (admitted.capped && client !== undefined) this.holdCaps.release(client);
-    admitted.policy?.release();
+    // The path that served the session (the hold's or smtp-server's close, a refusal) gives the slot
+    // back with its outcome, in one store write; their close handlers run after this one, so this is
+    // only the safety net for a session no path finished, and it waits for them.
+    const policy = admitted.policy;
+    if (policy !== undefined) setTimeout(() => policy.release(), SLOT_SAFETY_MS).unref();
     sessionsActive.dec({ state: admitted.state });
   }
 

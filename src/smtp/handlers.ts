@@ -177,8 +177,9 @@ export class RelayHandlers {
         recipientsTotal.inc({ result: 'tempfailed' });
         throw error;
       }
-      this.deferredMail.delete(rs);
+      // Kept until the backend took it: a refused MAIL is refused again at the next recipient, never followed by a RCPT without one.
       await this.backendMail(rs, session, deferred.from, deferred.params);
+      this.deferredMail.delete(rs);
     }
     const backend = rs.backend;
     if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');

@@ -15,7 +15,7 @@ import { Trap } from '../trap/trap.js';
 import type { FaultPlan } from './faults.js';
 import { Front, type Vetted } from './front.js';
 import { createPolicyState, localIdentity } from '../policy/state.js';
-import { createStateStore } from '../state/create-store.js';
+import { createStateStore, storeConnected } from '../state/create-store.js';
 import type { StateStore } from '../state/store.js';
 import { PolicyStore } from '../policy/policy-store.js';
 import { Tarpit } from '../tarpit/tarpit.js';
@@ -116,7 +116,9 @@ export class Proxy {
     }
     this.pool.start();
     this.policy.watch();
-    await this.storeConnected(STORE_CONNECT_WAIT_MS);
+    // The first clients should meet the fleet's memory; a store still down is not fatal (mail flow first).
+    const health = await storeConnected(this.store, STORE_CONNECT_WAIT_MS);
+    if (health.degraded) this.options.logger.warn({ store: health }, 'state store not reachable at start-up; serving from local memory until it is');
     this.uncount = countSessions({
       held: () => this.tarpit.heldSessions(),
       relaying: () => this.handlers.sessions.values(),
@@ -129,18 +131,6 @@ export class Proxy {
     this.listening = true;
     this.options.logger.info({ listen: smtp, metrics, backend: this.options.config.backend.address }, 'smtp-tarpit listening');
     return { smtp, metrics };
-  }
-
-  /**
-   * A shared store answers from local memory until its connection is up; the
-   * first clients should meet the fleet's memory, so start-up waits for it a
-   * little. A store still down then is not fatal (mail flow first): it is said.
-   */
-  private async storeConnected(waitMs: number): Promise<void> {
-    const deadline = Date.now() + waitMs;
-    while (this.store.health().degraded && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const health = this.store.health();
-    if (health.degraded) this.options.logger.warn({ store: health }, 'state store not reachable at start-up; serving from local memory until it is');
   }
 
   readiness(): Readiness {
@@ -157,6 +147,9 @@ export class Proxy {
     this.uncount?.();
     await Promise.all([this.front.close(graceSeconds), this.tarpit.close()]);
     await this.pool.close();
+    // Sessions ended above close their sockets a moment later, and only then give their rate slots back and record their outcome in the store.
+    const deadline = Date.now() + STORE_DRAIN_WAIT_MS;
+    while (this.front.openConnections > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await this.store.close();
     await this.metrics.close();
     this.options.logger.info('smtp-tarpit stopped');
@@ -165,6 +158,8 @@ export class Proxy {
 
 /** How long start-up waits for a shared store's connection. */
 const STORE_CONNECT_WAIT_MS = 2000;
+/** How long shutdown waits for closing sessions' last writes to the store. */
+const STORE_DRAIN_WAIT_MS = 2000;
 
 function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerOptions {
   const { key, cert } = config.tls;

@@ -61,8 +61,11 @@ export class AllowlistCache {
     return this.#cache.peek(addressKey(address));
   }
 
-  add(address: string, reason: string): void {
-    this.#cache.set(addressKey(address), { reason, since: this.#now() });
+  /** `ttl` (seconds) for this entry alone; default the cache's. */
+  add(address: string, reason: string, ttl?: number): void {
+    const entry = { reason, since: this.#now() };
+    if (ttl === undefined) this.#cache.set(addressKey(address), entry);
+    else this.#cache.set(addressKey(address), entry, { ttl: ttlMs(ttl) });
     allowlistCacheEntries.set(this.#cache.size);
   }
 

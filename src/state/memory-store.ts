@@ -65,6 +65,8 @@ export class MemoryStore implements StateStore {
   readonly #allowlist: AllowlistCache;
   readonly #rates: RateLimiter;
   readonly #harvest: HarvestWindow;
+  /** The window counts are kept in: the configured one, or the first caller's until configure(). */
+  #harvestWindow: number | undefined;
   readonly #greylist: MemoryGreylist;
   readonly #reputation: MemoryReputation;
 
@@ -73,6 +75,7 @@ export class MemoryStore implements StateStore {
     const allowlist = options.allowlistCache ?? DEFAULT_ALLOWLIST;
     this.#allowlist = new AllowlistCache({ ttl: allowlist.ttl, maxEntries: allowlist.maxEntries, now });
     this.#rates = new RateLimiter({ maxGroups: options.maxGroups, now });
+    this.#harvestWindow = options.harvestWindow;
     this.#harvest = new HarvestWindow({ window: options.harvestWindow ?? DEFAULT_HARVEST_WINDOW, maxGroups: options.maxGroups, now });
     this.#greylist = new MemoryGreylist({ maxEntries: options.greylistMaxEntries, now });
     this.#reputation = new MemoryReputation({ maxEntries: options.maxGroups, halfLife: options.reputationHalfLife ?? DEFAULT_HALF_LIFE, now });
@@ -81,7 +84,10 @@ export class MemoryStore implements StateStore {
   configure(settings: StoreSettings): void {
     this.#clock = Date.now();
     if (settings.allowlistCache) this.#allowlist.resize(settings.allowlistCache.ttl, settings.allowlistCache.maxEntries);
-    if (settings.harvestWindow !== undefined) this.#harvest.setWindow(settings.harvestWindow);
+    if (settings.harvestWindow !== undefined) {
+      this.#harvestWindow = settings.harvestWindow;
+      this.#harvest.setWindow(settings.harvestWindow);
+    }
     if (settings.reputationHalfLife !== undefined) this.#reputation.halfLife = settings.reputationHalfLife;
   }
 
@@ -106,21 +112,28 @@ export class MemoryStore implements StateStore {
   }
 
   /**
-   * `ttl` is the policy's, the same for every entry; a new one (a reload)
-   * re-times the cache's entries as `configure()` would.
+   * `ttl` is the policy's of the session that asks: per entry, so sessions
+   * still on a policy from before a reload never re-time the whole cache.
    */
   allowlist(client: string, reason: string, ttl: number, now: number): void {
     this.#clock = now;
     allowlistOk.inc();
-    if (ttl !== this.#allowlist.ttl) this.#allowlist.resize(ttl, this.#allowlist.maxEntries);
-    this.#allowlist.add(client, reason);
+    this.#allowlist.add(client, reason, ttl);
   }
 
-  /** `window` is the policy's; a new one re-cuts the window (HarvestWindow.setWindow: a no-op when unchanged). */
+  /**
+   * Counts in the configured window (configure(), on each policy load): a
+   * session still on the policy from before a reload asks with the old one,
+   * and switching windows empties every group's count. Before any configure
+   * the first caller's window is taken.
+   */
   harvest(group: string, window: number, now: number): number {
     this.#clock = now;
     harvestOk.inc();
-    this.#harvest.setWindow(window);
+    if (this.#harvestWindow === undefined) {
+      this.#harvestWindow = window;
+      this.#harvest.setWindow(window);
+    }
     return this.#harvest.add(group);
   }
 

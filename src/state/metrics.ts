@@ -74,10 +74,13 @@ export const storeFallbacksTotal = new Counter({
   registers: [registry],
 });
 
+/** Labelled by store, so a process on the memory store exports no series (nothing to be up or down); with workers, the lowest. */
 export const storeUp = new Gauge({
   name: 'smtp_tarpit_store_up',
-  help: '1 when the shared (Redis) state store is connected and answering, 0 while the local memory store stands in for it.',
+  help: '1 when the shared (Redis) state store is connected and answering, 0 while the local memory store stands in for it; absent with the memory store.',
+  labelNames: ['store'] as const,
   registers: [registry],
+  aggregator: 'min',
 });
 
 export type GreylistOutcomeLabel = 'new' | 'early' | 'passed' | 'allowlisted' | 'expired';

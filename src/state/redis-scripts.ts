@@ -14,9 +14,16 @@
 import type { Redis } from 'ioredis';
 
 /**
- * KEYS: allowlist entry, the group's rate hash, the group's reputation hash.
- * ARGV: count (1 | 0), current bucket, buckets per window, idle TTL ms, busy TTL ms.
- * The rate hash holds `c` (sessions open) and one field per bucket (sessions opened in it).
+ * KEYS: allowlist entry, the group's rate hash, the group's reputation hash,
+ * the group's open-sessions sorted set.
+ * ARGV: count (1 | 0), current bucket, buckets per window, window TTL ms,
+ * busy TTL ms, the session's token, now ms.
+ * The rate hash holds one field per bucket (sessions opened in it). Open
+ * sessions are a sorted set of session tokens scored by when each stops
+ * counting (now + busy TTL): a token never released (a call that timed out
+ * but ran, a release lost in an outage, a crashed process) drops out on its
+ * own, however busy the group stays. A session longer than the busy TTL
+ * stops counting too: the count errs towards too few, never too many.
  * Returns {allowlisted 0|1, concurrent, perMinute, bad, good, at} (the last three '' when unknown).
  */
 const CONNECT = `
@@ -24,72 +31,46 @@ local allowed = redis.call('EXISTS', KEYS[1])
 local counting = ARGV[1] == '1'
 local bucket = tonumber(ARGV[2])
 local oldest = bucket - tonumber(ARGV[3])
+local now = tonumber(ARGV[7])
 local concurrent = 0
 if counting then
-  concurrent = redis.call('HINCRBY', KEYS[2], 'c', 1)
-  if concurrent < 1 then
-    redis.call('HSET', KEYS[2], 'c', 1)
-    concurrent = 1
-  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[5]), ARGV[6])
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  concurrent = redis.call('ZCARD', KEYS[4])
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+else
+  concurrent = redis.call('ZCOUNT', KEYS[4], '(' .. ARGV[7], '+inf')
 end
 local perMinute = 0
 local fields = redis.call('HGETALL', KEYS[2])
 for i = 1, #fields, 2 do
-  local name = fields[i]
-  if name == 'c' then
-    if not counting then concurrent = tonumber(fields[i + 1]) end
-  else
-    local b = tonumber(name)
-    if b ~= nil and b > oldest then
-      perMinute = perMinute + tonumber(fields[i + 1])
-    elseif counting then
-      redis.call('HDEL', KEYS[2], name)
-    end
+  local b = tonumber(fields[i])
+  if b ~= nil and b > oldest then
+    perMinute = perMinute + tonumber(fields[i + 1])
+  elseif counting then
+    redis.call('HDEL', KEYS[2], fields[i])
   end
 end
-if counting then
-  if concurrent > 0 then
-    redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  else
-    redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  end
-end
+if counting then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 local rep = redis.call('HMGET', KEYS[3], 'bad', 'good', 'at')
 return {allowed, concurrent, perMinute, rep[1] or '', rep[2] or '', rep[3] or ''}
 `;
 
-/**
- * Releases one session's concurrency: KEYS: the rate hash; ARGV: idle TTL ms, busy TTL ms.
- * A hash that expired meanwhile (its TTL bounds what a crashed process leaks) is not recreated.
- */
-const RELEASE_LUA = `
-local function release(key, idle, busy)
-  if redis.call('EXISTS', key) == 0 then return 0 end
-  local c = redis.call('HINCRBY', key, 'c', -1)
-  if c <= 0 then
-    redis.call('HSET', key, 'c', 0)
-    redis.call('PEXPIRE', key, idle)
-  else
-    redis.call('PEXPIRE', key, busy)
-  end
-  return c
-end
-`;
-
-const RELEASE = `${RELEASE_LUA}
-return release(KEYS[1], ARGV[1], ARGV[2])
+/** Releases one session's concurrency: KEYS: the open-sessions set; ARGV: the session's token. */
+const RELEASE = `
+return redis.call('ZREM', KEYS[1], ARGV[1])
 `;
 
 /**
- * A session's end in one write. KEYS: the reputation hash, the rate hash (or
- * the same reputation key when no slot is released). ARGV: outcome (bad |
- * delivered | neutral), now ms, half-life ms, keep ms, release (1 | 0), idle
- * TTL ms, busy TTL ms. Decays the stored counts to now, adds one, stores
+ * A session's end in one write. KEYS: the reputation hash, the open-sessions
+ * set (or the same reputation key when no slot is released). ARGV: outcome
+ * (bad | delivered | neutral), now ms, half-life ms, keep ms, release (1 | 0),
+ * the session's token. Decays the stored counts to now, adds one, stores
  * `{bad, good, at}` (reputation-memory.ts).
  */
-const FINISH = `${RELEASE_LUA}
-if ARGV[5] == '1' then release(KEYS[2], ARGV[6], ARGV[7]) end
+const FINISH = `
+if ARGV[5] == '1' then redis.call('ZREM', KEYS[2], ARGV[6]) end
 local outcome = ARGV[1]
 if outcome ~= 'bad' and outcome ~= 'delivered' then return 0 end
 local now = tonumber(ARGV[2])
@@ -166,24 +147,17 @@ export interface StoreScripts {
     allowKey: string,
     rateKey: string,
     reputationKey: string,
+    openKey: string,
     count: '1' | '0',
     bucket: number,
     buckets: number,
-    idleTtlMs: number,
+    windowTtlMs: number,
     busyTtlMs: number,
-  ): Promise<[number, number, number, string, string, string]>;
-  tarpitRelease(rateKey: string, idleTtlMs: number, busyTtlMs: number): Promise<number>;
-  tarpitFinish(
-    reputationKey: string,
-    rateKey: string,
-    outcome: string,
+    token: string,
     now: number,
-    halfLifeMs: number,
-    keepMs: number,
-    release: '1' | '0',
-    idleTtlMs: number,
-    busyTtlMs: number,
-  ): Promise<number>;
+  ): Promise<[number, number, number, string, string, string]>;
+  tarpitRelease(openKey: string, token: string): Promise<number>;
+  tarpitFinish(reputationKey: string, openKey: string, outcome: string, now: number, halfLifeMs: number, keepMs: number, release: '1' | '0', token: string): Promise<number>;
   tarpitHarvest(harvestKey: string, bucket: number, buckets: number, windowMs: number): Promise<number>;
   tarpitGreylist(
     passedKey: string,
@@ -198,7 +172,7 @@ export interface StoreScripts {
 
 /** Defines the scripts on `client` and returns it typed with them. */
 export function defineScripts(client: Redis): StoreScripts {
-  client.defineCommand('tarpitConnect', { numberOfKeys: 3, lua: CONNECT });
+  client.defineCommand('tarpitConnect', { numberOfKeys: 4, lua: CONNECT });
   client.defineCommand('tarpitRelease', { numberOfKeys: 1, lua: RELEASE });
   client.defineCommand('tarpitFinish', { numberOfKeys: 2, lua: FINISH });
   client.defineCommand('tarpitHarvest', { numberOfKeys: 1, lua: HARVEST });

@@ -18,6 +18,7 @@
  * merging it back would need a write per entry at the moment Redis is
  * busiest, for state that is either short-lived or learnt again.
  */
+import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 
 import type { Logger } from '../metrics/logger.js';
@@ -62,9 +63,11 @@ export interface RedisStoreOptions extends MemoryStoreOptions {
   /** Milliseconds a call may wait for Redis before the local store answers; default 100. */
   readonly timeout?: number;
   /**
-   * Seconds a group's rate entry lives while it has sessions open (refreshed
-   * by each); default 3,600. It bounds what a crashed process leaks: its open
-   * sessions are never released, and this is how long they go on counting.
+   * Seconds an open session counts in its group's concurrency unless released
+   * first; default 3,600. Each session's token carries its own expiry, so a
+   * session never released (a timed-out call that still ran, a release lost
+   * in an outage, a crashed process) stops counting after this long, however
+   * busy its group stays.
    */
   readonly concurrencyTtl?: number;
   /** Reconnect backoff, ms: first wait, doubled per attempt up to the cap; default 100 and 5,000. */
@@ -77,28 +80,29 @@ export interface RedisStoreOptions extends MemoryStoreOptions {
 const GREYLIST_OUTCOMES: ReadonlySet<string> = new Set<GreylistOutcome>(['new', 'early', 'passed', 'allowlisted', 'expired']);
 
 /**
- * A session's place in a Redis group's concurrency. `release()` alone costs a
- * round trip; `finish(…, slot)` takes it into its own write instead.
+ * A session's place in a Redis group's concurrency: its token in the group's
+ * open-sessions set. `release()` alone costs a round trip; `finish(…, slot)`
+ * takes it into its own write instead.
  */
-export class RedisSlot implements RateSlot {
-  #key: string | undefined;
-  readonly #release: (key: string) => void;
+class RedisSlot implements RateSlot {
+  #place: { readonly key: string; readonly token: string } | undefined;
+  readonly #release: (key: string, token: string) => void;
 
-  constructor(key: string, release: (key: string) => void) {
-    this.#key = key;
+  constructor(key: string, token: string, release: (key: string, token: string) => void) {
+    this.#place = { key, token };
     this.#release = release;
   }
 
   release(): void {
-    const key = this.take();
-    if (key !== undefined) this.#release(key);
+    const place = this.take();
+    if (place !== undefined) this.#release(place.key, place.token);
   }
 
-  /** The rate key to release, once: later calls (and `release()`) get nothing. */
-  take(): string | undefined {
-    const key = this.#key;
-    this.#key = undefined;
-    return key;
+  /** The set and token to release, once: later calls (and `release()`) get nothing. */
+  take(): { readonly key: string; readonly token: string } | undefined {
+    const place = this.#place;
+    this.#place = undefined;
+    return place;
   }
 }
 
@@ -111,7 +115,10 @@ export class RedisStore implements StateStore {
   readonly #prefix: string;
   readonly #logger: StoreLogger | undefined;
   readonly #busyTtlMs: number;
-  readonly #releaseKey: (key: string) => void;
+  readonly #releaseKey: (key: string, token: string) => void;
+  /** Session tokens: unique in the fleet (host, process, counter), so one process's release never removes another's session. */
+  readonly #tokenPrefix = `${hostname()}:${process.pid}:${Date.now().toString(36)}:`;
+  #tokens = 0;
   #halfLifeMs: number;
   /** Why Redis is not being used right now; undefined while it answers. */
   #outage: string | undefined;
@@ -136,9 +143,9 @@ export class RedisStore implements StateStore {
       retryStrategy: (attempt) => Math.min(backoff.initial * 2 ** Math.min(attempt - 1, 20), backoff.max),
     });
     this.#scripts = defineScripts(this.#client);
-    this.#releaseKey = (key) => this.#release(key);
+    this.#releaseKey = (key, token) => this.#release(key, token);
     this.#outage = 'connecting';
-    storeUp.set(0);
+    storeUp.set({ store: 'redis' }, 0);
     this.#client.on('ready', () => this.#recover());
     this.#client.on('error', (err: Error) => this.#fail(`redis error: ${err.message}`));
     this.#client.on('close', () => this.#fail('connection to redis closed'));
@@ -150,18 +157,22 @@ export class RedisStore implements StateStore {
   }
 
   connect(query: ConnectQuery, now: number): Promise<ConnectState> {
-    const group = this.#key('rate:', query.group);
+    const open = this.#key('open:', query.group);
+    const token = query.count ? `${this.#tokenPrefix}${(++this.#tokens).toString(36)}` : '';
     const call = (): Promise<ConnectState> =>
       this.#scripts
         .tarpitConnect(
           this.#key('allow:', query.client),
-          group,
+          this.#key('rate:', query.group),
           this.#key('rep:', query.group),
+          open,
           query.count ? '1' : '0',
           Math.floor(now / RATE_WINDOW.bucketMs),
           RATE_WINDOW.buckets,
           RATE_WINDOW.windowMs,
           this.#busyTtlMs,
+          token,
+          now,
         )
         .then(([allowed, concurrent, perMinute, bad, good, at]) => {
           const allowlisted = allowed === 1;
@@ -169,31 +180,30 @@ export class RedisStore implements StateStore {
           const reputation = this.#reputation(bad, good, at, now);
           if (!query.count) return { allowlisted, rate, reputation };
           (allowlisted ? allowlistCacheHit : allowlistCacheMiss).inc();
-          return { allowlisted, rate, reputation, slot: new RedisSlot(group, this.#releaseKey) };
+          return { allowlisted, rate, reputation, slot: new RedisSlot(open, token, this.#releaseKey) };
         });
     return this.#run('connect', call, () => this.#local.connect(query, now));
   }
 
   finish(group: string, outcome: SessionOutcome, now: number, slot?: RateSlot): void {
-    let rateKey: string | undefined;
-    if (slot instanceof RedisSlot) rateKey = slot.take();
+    let place: { readonly key: string; readonly token: string } | undefined;
+    if (slot instanceof RedisSlot) place = slot.take();
     // A slot the local store handed out (during an outage) goes back to it.
     else slot?.release();
-    if (outcome === 'neutral' && rateKey === undefined) return;
+    if (outcome === 'neutral' && place === undefined) return;
     const reputationKey = this.#key('rep:', group);
     const call = (): Promise<number> =>
       this.#scripts.tarpitFinish(
         reputationKey,
-        rateKey ?? reputationKey,
+        place?.key ?? reputationKey,
         outcome,
         now,
         this.#halfLifeMs,
         this.#halfLifeMs * REPUTATION_KEEP_HALF_LIVES,
-        rateKey === undefined ? '0' : '1',
-        RATE_WINDOW.windowMs,
-        this.#busyTtlMs,
+        place === undefined ? '0' : '1',
+        place?.token ?? '',
       );
-    // The reputation goes to the local store; a Redis slot that cannot be released there expires with its key (concurrencyTtl).
+    // The reputation goes to the local store; a Redis slot that cannot be released there drops out of its set after concurrencyTtl.
     void this.#run('finish', call, () => {
       this.#local.finish(group, outcome, now);
       return 0;
@@ -265,10 +275,10 @@ export class RedisStore implements StateStore {
     } catch {
       this.#client.disconnect();
     }
-    storeUp.set(0);
+    storeUp.set({ store: 'redis' }, 0);
   }
 
-  /** The local store that answers during an outage (tests, `status`). */
+  /** The local store that answers during an outage (the tests look into it). */
   get local(): MemoryStore {
     return this.#local;
   }
@@ -283,8 +293,8 @@ export class RedisStore implements StateStore {
     return { bad: decay(Number(bad), since, now, this.#halfLifeMs), good: decay(Number(good), since, now, this.#halfLifeMs) };
   }
 
-  #release(key: string): void {
-    void this.#run('release', () => this.#scripts.tarpitRelease(key, RATE_WINDOW.windowMs, this.#busyTtlMs), () => 0);
+  #release(key: string, token: string): void {
+    void this.#run('release', () => this.#scripts.tarpitRelease(key, token), () => 0);
   }
 
   /**
@@ -315,6 +325,8 @@ export class RedisStore implements StateStore {
       (err: unknown) => {
         storeOperationSeconds.labels('redis', operation).observe((performance.now() - start) / 1000);
         const message = err instanceof Error ? err.message : String(err);
+        // ioredis' commandTimeout rejects with a plain Error and no code; its text is the only mark.
+        // Only the metric's label depends on it: either way the call is answered locally.
         const timedOut = message === 'Command timed out';
         storeOperation('redis', operation, timedOut ? 'timeout' : 'error').inc();
         storeFallbacksTotal.labels(operation).inc();
@@ -326,7 +338,7 @@ export class RedisStore implements StateStore {
 
   #fail(reason: string): void {
     if (this.#closed) return;
-    storeUp.set(0);
+    storeUp.set({ store: 'redis' }, 0);
     // Once per outage; "connecting" is the start, not an outage yet.
     if (this.#outage !== undefined && this.#outage !== 'connecting') return;
     this.#outage = reason;
@@ -335,7 +347,7 @@ export class RedisStore implements StateStore {
 
   #recover(): void {
     if (this.#closed) return;
-    storeUp.set(1);
+    storeUp.set({ store: 'redis' }, 1);
     const was = this.#outage;
     this.#outage = undefined;
     if (was !== undefined && was !== 'connecting') this.#logger?.info({ store: 'redis', was }, 'redis state store back: using it again');

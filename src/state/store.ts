@@ -146,7 +146,7 @@ export interface StateStore {
   /** Looks up and updates a greylisting triplet. */
   greylist(key: GreylistKey, settings: GreylistSettings, now: number): MaybePromise<GreylistOutcome>;
 
-  /** Read-only views for `explain` and `status`: nothing counted, nothing refreshed. */
+  /** A read-only view for `explain`: nothing counted, nothing refreshed. */
   peekGreylist(key: GreylistKey, settings: GreylistSettings, now: number): MaybePromise<{ readonly state: 'unknown' | 'pending' | 'passed'; readonly since?: number }>;
 
   health(): StoreHealth;

@@ -89,9 +89,10 @@ test('state.store: memory by default, a redis:// URL, or --store; anything else 
   assert.deepEqual(loadConfigText('', 'site.yaml').state, { store: 'memory', prefix: 'smtp-tarpit:', timeout: 0.1 });
   assert.equal(loadConfigText('state: {store: "redis://10.0.0.5:6379/2"}\n', 'site.yaml').state.store, 'redis://10.0.0.5:6379/2');
   assert.equal(loadConfigText('', 'site.yaml', { store: 'redis://127.0.0.1:6379' }).state.store, 'redis://127.0.0.1:6379');
-  assert.deepEqual(errorsOf('state:\n  store: redis:/10.0.0.5\n'), ['site.yaml:2:10: state.store: must be memory or redis://HOST:PORT[/DB]']);
+  assert.equal(loadConfigText('state: {store: "rediss://:secret@redis.example:6380/1"}\n', 'site.yaml').state.store, 'rediss://:secret@redis.example:6380/1');
+  assert.deepEqual(errorsOf('state:\n  store: redis:/10.0.0.5\n'), ['site.yaml:2:10: state.store: must be memory or redis://HOST:PORT[/DB] (rediss:// for TLS)']);
   assert.throws(
     () => loadConfigText('', 'site.yaml', { store: 'mongodb://x' }),
-    (err: unknown) => err instanceof ConfigErrors && err.errors.map((e) => e.message).join() === 'command line: --store: must be memory or redis://HOST:PORT[/DB]',
+    (err: unknown) => err instanceof ConfigErrors && err.errors.map((e) => e.message).join() === 'command line: --store: must be memory or redis://HOST:PORT[/DB] (rediss:// for TLS)',
   );
 });

@@ -6,6 +6,7 @@
  * relayed at once by the others. With Redis stopped mid-run the proxies go on
  * from their memory stores, and use Redis again once it is back.
  */
+import { spawnSync } from 'node:child_process';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
@@ -18,9 +19,11 @@ import { requireTool } from '../helpers/require-tool.js';
 import { scrape } from '../helpers/scrape.js';
 import { startBackend, type TestBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, greet, wireBody } from '../helpers/smtp-client.js';
-import { freePort, startServe, writeConfig, type ServeProcess } from '../cli/serve-process.js';
+import { ROOT, freePort, startServe, writeConfig, type ServeProcess } from '../cli/serve-process.js';
 
 interface Mx {
+  /** Its configuration file. */
+  readonly config: string;
   readonly port: number;
   readonly metricsPort: number;
   readonly serve: ServeProcess;
@@ -54,7 +57,7 @@ async function startFleet(t: TestContext, policy: PolicyYaml, n = 3): Promise<Fl
     });
     const serve = startServe(config);
     t.after(() => serve.kill('SIGKILL'));
-    mx.push({ port, metricsPort, serve });
+    mx.push({ config, port, metricsPort, serve });
   }
   for (const m of mx) await m.serve.waitLog((l) => l.msg === 'smtp-tarpit listening');
   return { mx, backend, redis };
@@ -80,10 +83,14 @@ async function sendOne(port: number, address: string): Promise<number | undefine
 
 test('greylisting is shared: a client greylisted by one MX passes on another after the delay; its network then passes everywhere', { timeout: 60_000 }, async (t) => {
   if (!requireTool(t, 'redis-server')) return;
-  const { mx, backend } = await startFleet(t, { greylisting: { enabled: true, minDelay: 1 } });
+  const { mx, backend, redis } = await startFleet(t, { greylisting: { enabled: true, minDelay: 1 } });
   const [a, b, c] = mx as [Mx, Mx, Mx];
   assert.equal(await rcptCode(a.port, '127.61.0.1', 'rcpt@dest.example'), 451, 'first sight: greylisted');
   assert.equal(await rcptCode(b.port, '127.61.0.1', 'rcpt@dest.example'), 451, 'too early, on another MX: still greylisted');
+  // explain --store reads the fleet's memory: the triplet first seen on A is pending.
+  const explained = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'explain', '--config', a.config, '--store', redis.url, '--ip', '127.61.0.1', '--from', 'sender@fleet.example', '--rcpt', 'rcpt@dest.example', '--json'], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(explained.status, 0, explained.stderr);
+  assert.equal((JSON.parse(explained.stdout) as { greylisting?: { state?: string } }).greylisting?.state, 'pending', explained.stdout);
   await sleep(1200);
   assert.equal(await sendOne(c.port, '127.61.0.1'), 250, 'the retry on a third MX passes');
   assert.equal(backend.messages.length, 1);
@@ -94,6 +101,13 @@ test('greylisting is shared: a client greylisted by one MX passes on another aft
   await client.command('MAIL FROM:<other@fleet.example>');
   assert.equal((await client.command('RCPT TO:<someone@dest.example>')).code, 250);
   await client.quit();
+  // Two round trips per session: each session's slot went back inside its `finish`, never on its own.
+  await sleep(1200);
+  for (const m of mx) {
+    const metrics = await scrape(m.metricsPort);
+    assert.ok(metrics.sum('smtp_tarpit_store_operations_total', { store: 'redis', operation: 'finish' }) >= 1);
+    assert.equal(metrics.sum('smtp_tarpit_store_operations_total', { store: 'redis', operation: 'release' }), 0, 'no separate release round trip');
+  }
 });
 
 test('a rate limit of N per minute holds across three MX hosts', { timeout: 60_000 }, async (t) => {

@@ -93,6 +93,25 @@ test('a first try is greylisted before the backend hears of it; a retry after mi
   });
 });
 
+test('a sender the backend refuses, held back while greylisted: every recipient after the pass gets the refusal, never a RCPT without MAIL', async (t) => {
+  const backend = await startBackend({ mail: (a) => (a.startsWith('refused@') ? { code: 550, text: '5.1.8 Sender address rejected' } : undefined) });
+  t.after(() => backend.close());
+  const policies = policyDir(t, GREYLISTING);
+  await withProxy({ backendPort: backend.port, config: { policies } }, async (p) => {
+    for (const to of ['a@example.net', 'b@example.net']) assert.equal((await tryRcpt(p.port, '127.0.42.1', 'refused@example.org', to)).rcpt.slice(0, 3), '451');
+    await sleep(1100);
+    const c = await SmtpClient.open({ port: p.port, localAddress: '127.0.42.1', timeout: 5000 });
+    await c.command('EHLO client.example');
+    assert.equal((await c.command('MAIL FROM:<refused@example.org>')).code, 250, 'held back: the backend has not heard it yet');
+    const first = await c.command('RCPT TO:<a@example.net>');
+    const second = await c.command('RCPT TO:<b@example.net>');
+    await c.quit();
+    assert.deepEqual([first.code, first.enhanced], [550, '5.1.8'], 'the backend\'s refusal of the sender, at the first recipient that passed');
+    assert.deepEqual([second.code, second.enhanced], [550, '5.1.8'], 'and again at the next one, not a 503 for a RCPT without MAIL');
+    assert.equal(backend.messages.length, 0);
+  });
+});
+
 test('a patient real MTA (a second Postfix relaying to the proxy) is greylisted and delivers by its own retry; a bot that tries once gets nothing through', async (t) => {
   if (!canRunPostfix(t)) return;
   const backend = await startBackend();

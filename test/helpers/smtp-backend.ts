@@ -18,6 +18,8 @@ export interface ReceivedMessage {
 }
 
 export interface BackendBehaviour {
+  /** Reject these senders at MAIL with this reply (code, text). */
+  mail?: (address: string) => { code: number; text: string } | undefined;
   /** Reject these recipients with this reply (code, text). */
   rcpt?: (address: string) => { code: number; text: string } | undefined;
   /** Close the connection after reading this many body bytes (a crash mid-DATA). */
@@ -61,8 +63,13 @@ export async function startBackend(behaviour: BackendBehaviour = {}, port = 0): 
     onClose() {
       stats.open--;
     },
-    onMailFrom(_address, session, cb) {
+    onMailFrom(address, session, cb) {
       if (session.xClient.has('ADDR')) connections.add(session.id);
+      const refusal = state.behaviour.mail?.(address.address);
+      if (refusal) {
+        cb(Object.assign(new Error(refusal.text), { responseCode: refusal.code }));
+        return;
+      }
       cb();
     },
     onRcptTo(address, _session, cb) {

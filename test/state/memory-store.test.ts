@@ -62,3 +62,18 @@ describe('MemoryStore', () => {
     assert.notEqual(store.peekAllowlist('192.0.2.2', t0 + 4), undefined);
   });
 });
+
+test('after a reload, sessions on the old policy neither re-time the allowlist cache nor empty the harvest counts', () => {
+  const store = new MemoryStore();
+  store.configure({ allowlistCache: { ttl: 600, maxEntries: 100 }, harvestWindow: 600 });
+  const t0 = Date.now();
+  store.allowlist('192.0.2.1', 'new policy', 600, t0);
+  assert.equal(store.harvest('192.0.2.0/24', 600, t0), 1);
+  // A session still on the old policy (TTL 60 s, window 60 s) finishes after the reload.
+  store.allowlist('192.0.2.2', 'old policy', 60, t0);
+  assert.equal(store.harvest('192.0.2.0/24', 60, t0 + 1000), 2, 'counted in the configured window, not emptied by the old one');
+  assert.equal(store.harvest('192.0.2.0/24', 600, t0 + 2000), 3, 'and the next new-policy count goes on from there');
+  const later = store.connect({ client: '192.0.2.1', group: '192.0.2.0/24', count: false }, t0 + 120_000);
+  assert.equal(later.allowlisted, true, 'the new-policy entry kept its 600 s');
+  assert.equal(store.connect({ client: '192.0.2.2', group: '192.0.2.0/24', count: false }, t0 + 120_000).allowlisted, false, 'the old-policy entry had its own 60 s');
+});

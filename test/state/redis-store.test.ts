@@ -85,12 +85,28 @@ describe('RedisStore on a real redis-server', () => {
       keys.push(...batch.filter((k) => !/^test\d+:/.test(k)));
     } while (cursor !== '0');
     const kinds = new Set(keys.map((k) => k.split(':')[1]));
-    assert.deepEqual([...kinds].sort(), ['allow', 'grey', 'harvest', 'rate', 'rep'], `keys: ${keys.join(', ')}`);
+    assert.deepEqual([...kinds].sort(), ['allow', 'grey', 'harvest', 'open', 'rate', 'rep'], `keys: ${keys.join(', ')}`);
     for (const key of keys) {
       assert.ok(key.startsWith('keys-test:'), `${key} has the prefix`);
       const ttl = await admin.pttl(key);
       assert.ok(ttl > 0, `${key} has a TTL (${ttl})`);
     }
+  });
+
+  test('a session never released stops counting after concurrencyTtl, though its group stays busy', async (t) => {
+    const store = await makeStore(t, { concurrencyTtl: 0.3 });
+    if (!store) return;
+    const group = '203.0.113.0/24';
+    const t0 = Date.now();
+    const leaked = await store.connect({ client: '203.0.113.1', group, count: true }, t0);
+    assert.equal(leaked.rate.concurrent, 1);
+    const second = await store.connect({ client: '203.0.113.2', group, count: true }, t0 + 200);
+    assert.equal(second.rate.concurrent, 2, 'both count while within the TTL');
+    second.slot?.release();
+    // The first is never released (as after a lost release); 400 ms later only the new session counts.
+    const third = await store.connect({ client: '203.0.113.3', group, count: true }, t0 + 400);
+    assert.equal(third.rate.concurrent, 1, 'the leaked session dropped out on its own');
+    third.slot?.release();
   });
 
   test('race: 50 parallel connects of one group get concurrency 1..50, each once', async (t) => {

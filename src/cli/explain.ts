@@ -25,6 +25,7 @@ import { loadPolicyDir } from '../policy/load.js';
 import { PolicyErrors } from '../policy/policy-error.js';
 import { createPolicyState, localIdentity, storeSettings } from '../policy/state.js';
 import { greylistTriplet } from '../policy/checks/greylist.js';
+import { tenths } from '../policy/checks/reputation.js';
 import type { ReputationSnapshot, StateStore } from '../state/store.js';
 import { createStateStore, storeConnected } from '../state/create-store.js';
 import { createLogger } from '../metrics/logger.js';
@@ -209,9 +210,6 @@ function render(e: Explanation): string {
   return out.join('\n');
 }
 
-function tenths(n: number): string {
-  return String(Math.round(n * 10) / 10);
-}
 
 function signed(n: number): string {
   return n > 0 ? `+${n}` : String(n);

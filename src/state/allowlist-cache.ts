@@ -5,6 +5,7 @@
  * folded and canonical (client-group.ts), so a dual-stack listener's
  * `::ffff:192.0.2.1` and a plain `192.0.2.1` are one client.
  */
+import { ms } from './duration.js';
 import { LRUCache } from 'lru-cache';
 
 import type { Ip } from '../core/ip.js';
@@ -39,7 +40,7 @@ export class AllowlistCache {
 
   constructor(options: AllowlistCacheOptions) {
     this.#now = options.now ?? Date.now;
-    this.#ttlMs = ttlMs(options.ttl);
+    this.#ttlMs = ms(options.ttl);
     this.#cache = this.#create(this.#ttlMs, options.maxEntries);
     allowlistCacheEntries.set(0);
   }
@@ -65,7 +66,7 @@ export class AllowlistCache {
   add(address: string, reason: string, ttl?: number): void {
     const entry = { reason, since: this.#now() };
     if (ttl === undefined) this.#cache.set(addressKey(address), entry);
-    else this.#cache.set(addressKey(address), entry, { ttl: ttlMs(ttl) });
+    else this.#cache.set(addressKey(address), entry, { ttl: ms(ttl) });
     allowlistCacheEntries.set(this.#cache.size);
   }
 
@@ -90,7 +91,7 @@ export class AllowlistCache {
    * new TTL; entries already older than that are dropped.
    */
   resize(ttl: number, maxEntries: number): void {
-    const newTtl = ttlMs(ttl);
+    const newTtl = ms(ttl);
     if (newTtl === this.#ttlMs && maxEntries === this.#cache.max) return;
     const next = this.#create(newTtl, maxEntries);
     const now = this.#now();
@@ -123,7 +124,3 @@ export class AllowlistCache {
   }
 }
 
-/** Milliseconds, at least 1 (a TTL of 0 would mean "never expires" to lru-cache). */
-function ttlMs(seconds: number): number {
-  return Math.max(1, Math.round(seconds * 1000));
-}

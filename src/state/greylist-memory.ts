@@ -5,6 +5,7 @@
  * the Redis store's Lua script (redis-scripts.ts) follows them step by step;
  * the shared contract test holds both to the same answers.
  */
+import { ms } from './duration.js';
 import { LRUCache } from 'lru-cache';
 
 import { stateEvictionsTotal } from './metrics.js';
@@ -103,7 +104,3 @@ function cache(max: number, now: () => number): LRUCache<string, number> {
   });
 }
 
-/** Seconds to whole milliseconds, at least 1 (a TTL of 0 is lru-cache's "never"). */
-export function ms(seconds: number): number {
-  return Math.max(1, Math.round(seconds * 1000));
-}

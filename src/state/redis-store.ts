@@ -24,7 +24,8 @@ import { Redis } from 'ioredis';
 import type { Logger } from '../metrics/logger.js';
 import { HARVEST_BUCKETS, windowMs } from './harvest-window.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
-import { PENDING_KEEP_FACTOR, ms, tripletKey, type GreylistPeek } from './greylist-memory.js';
+import { ms } from './duration.js';
+import { PENDING_KEEP_FACTOR, tripletKey, type GreylistPeek } from './greylist-memory.js';
 import {
   allowlistCacheHit,
   allowlistCacheMiss,

@@ -5,6 +5,7 @@
  * background and a group costs one small object. The Redis store keeps the
  * same three numbers in a hash and decays them the same way.
  */
+import { ms } from './duration.js';
 import { LRUCache } from 'lru-cache';
 
 import { stateEvictionsTotal } from './metrics.js';
@@ -46,7 +47,7 @@ export class MemoryReputation {
 
   constructor(options: MemoryReputationOptions) {
     this.#now = options.now;
-    this.#halfLifeMs = halfLifeMs(options.halfLife ?? 86_400);
+    this.#halfLifeMs = ms(options.halfLife ?? 86_400);
     this.#groups = new LRUCache<string, Entry>({
       max: Math.max(1, Math.floor(options.maxEntries ?? 100_000)),
       ttl: 1,
@@ -64,7 +65,7 @@ export class MemoryReputation {
   }
 
   set halfLife(seconds: number) {
-    this.#halfLifeMs = halfLifeMs(seconds);
+    this.#halfLifeMs = ms(seconds);
   }
 
   get(group: string): ReputationSnapshot {
@@ -90,6 +91,3 @@ export class MemoryReputation {
   }
 }
 
-function halfLifeMs(seconds: number): number {
-  return Math.max(1, Math.round(seconds * 1000));
-}

@@ -25,6 +25,6 @@ export function checkReputation(snapshot: ReputationSnapshot, policy: Pick<Polic
 }
 
 /** Decayed counts are fractional: one decimal is what an admin can use. */
-function tenths(n: number): string {
+export function tenths(n: number): string {
   return String(Math.round(n * 10) / 10);
 }

@@ -41,6 +41,12 @@ export interface MemoryStoreOptions extends StoreSettings {
   readonly maxGroups?: number;
   /** Most greylisting triplets, and most passed networks, remembered; default 100,000. */
   readonly greylistMaxEntries?: number;
+  /**
+   * Count operations in smtp_tarpit_store_operations_total{store="memory"};
+   * default true. Off for the Redis store's fallback, whose answers are
+   * counted as `{store="redis",result="fallback"}` already.
+   */
+  readonly countOperations?: boolean;
 }
 
 /** The policy schema's defaults, in force until the first `configure()`. */
@@ -50,12 +56,16 @@ const DEFAULT_HALF_LIFE = 86_400;
 
 const HEALTHY: StoreHealth = Object.freeze({ kind: 'memory', degraded: false });
 
-const connectOk = storeOperation('memory', 'connect', 'ok');
-const finishOk = storeOperation('memory', 'finish', 'ok');
-const allowlistOk = storeOperation('memory', 'allowlist', 'ok');
-const harvestOk = storeOperation('memory', 'harvest', 'ok');
-const greylistOk = storeOperation('memory', 'greylist', 'ok');
-const peekOk = storeOperation('memory', 'peek_greylist', 'ok');
+const NO_COUNT = { inc: (): void => undefined };
+const COUNTED = {
+  connect: storeOperation('memory', 'connect', 'ok'),
+  finish: storeOperation('memory', 'finish', 'ok'),
+  allowlist: storeOperation('memory', 'allowlist', 'ok'),
+  harvest: storeOperation('memory', 'harvest', 'ok'),
+  greylist: storeOperation('memory', 'greylist', 'ok'),
+  peek: storeOperation('memory', 'peek_greylist', 'ok'),
+};
+const NOT_COUNTED: typeof COUNTED = { connect: NO_COUNT, finish: NO_COUNT, allowlist: NO_COUNT, harvest: NO_COUNT, greylist: NO_COUNT, peek: NO_COUNT };
 
 export class MemoryStore implements StateStore {
   readonly kind = 'memory' as const;
@@ -65,6 +75,7 @@ export class MemoryStore implements StateStore {
   readonly #allowlist: AllowlistCache;
   readonly #rates: RateLimiter;
   readonly #harvest: HarvestWindow;
+  readonly #ops: typeof COUNTED;
   /** The window counts are kept in: the configured one, or the first caller's until configure(). */
   #harvestWindow: number | undefined;
   readonly #greylist: MemoryGreylist;
@@ -72,6 +83,7 @@ export class MemoryStore implements StateStore {
 
   constructor(options: MemoryStoreOptions = {}) {
     const now = (): number => this.#clock;
+    this.#ops = options.countOperations === false ? NOT_COUNTED : COUNTED;
     const allowlist = options.allowlistCache ?? DEFAULT_ALLOWLIST;
     this.#allowlist = new AllowlistCache({ ttl: allowlist.ttl, maxEntries: allowlist.maxEntries, now });
     this.#rates = new RateLimiter({ maxGroups: options.maxGroups, now });
@@ -93,7 +105,7 @@ export class MemoryStore implements StateStore {
 
   connect(query: ConnectQuery, now: number): ConnectState {
     this.#clock = now;
-    connectOk.inc();
+    this.#ops.connect.inc();
     const reputation = this.#reputation.get(query.group);
     if (!query.count) {
       // Look, don't touch: no hit counted, no recency refreshed.
@@ -106,7 +118,7 @@ export class MemoryStore implements StateStore {
 
   finish(group: string, outcome: SessionOutcome, now: number, slot?: RateSlot): void {
     this.#clock = now;
-    finishOk.inc();
+    this.#ops.finish.inc();
     slot?.release();
     this.#reputation.record(group, outcome);
   }
@@ -117,7 +129,7 @@ export class MemoryStore implements StateStore {
    */
   allowlist(client: string, reason: string, ttl: number, now: number): void {
     this.#clock = now;
-    allowlistOk.inc();
+    this.#ops.allowlist.inc();
     this.#allowlist.add(client, reason, ttl);
   }
 
@@ -129,7 +141,7 @@ export class MemoryStore implements StateStore {
    */
   harvest(group: string, window: number, now: number): number {
     this.#clock = now;
-    harvestOk.inc();
+    this.#ops.harvest.inc();
     if (this.#harvestWindow === undefined) {
       this.#harvestWindow = window;
       this.#harvest.setWindow(window);
@@ -139,7 +151,7 @@ export class MemoryStore implements StateStore {
 
   greylist(key: GreylistKey, settings: GreylistSettings, now: number): GreylistOutcome {
     this.#clock = now;
-    greylistOk.inc();
+    this.#ops.greylist.inc();
     const outcome = this.#greylist.decide(key, settings);
     greylistOutcomes[outcome].inc();
     return outcome;
@@ -147,7 +159,7 @@ export class MemoryStore implements StateStore {
 
   peekGreylist(key: GreylistKey, settings: GreylistSettings, now: number): GreylistPeek {
     this.#clock = now;
-    peekOk.inc();
+    this.#ops.peek.inc();
     return this.#greylist.peek(key, settings);
   }
 

@@ -19,7 +19,7 @@ export const allowlistCacheMiss = allowlistCacheTotal.tally({ result: 'miss' });
 
 export const allowlistCacheEntries = new Gauge({
   name: 'smtp_tarpit_allowlist_cache_entries',
-  help: 'Clients held in the allowlist cache (expired ones included until they are looked up or pushed out).',
+  help: 'Clients held in this process\'s in-memory allowlist cache (expired ones included until they are looked up or pushed out); with the Redis store, only what was learnt locally during an outage (the shared cache is in Redis).',
   registers: [registry],
 });
 

@@ -126,7 +126,7 @@ export class RedisStore implements StateStore {
   #closed = false;
 
   constructor(options: RedisStoreOptions) {
-    this.#local = new MemoryStore(options);
+    this.#local = new MemoryStore({ ...options, countOperations: false });
     this.#prefix = options.prefix ?? 'smtp-tarpit:';
     this.#logger = options.logger;
     this.#busyTtlMs = ms(options.concurrencyTtl ?? 3_600);

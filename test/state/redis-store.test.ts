@@ -245,6 +245,7 @@ describe('RedisStore on a real redis-server', () => {
       assert.equal(store.health().degraded, true);
       assert.equal(await gauge('smtp_tarpit_store_up'), 0);
       const fallbacks = await counter('smtp_tarpit_store_fallbacks_total', {});
+      const memoryOps = await counter('smtp_tarpit_store_operations_total', { store: 'memory' });
       const start = performance.now();
       const state = await store.connect({ client: '192.0.2.1', group: '192.0.2.0/24', count: true }, now);
       await store.allowlist('192.0.2.1', 'during the outage', 600, now);
@@ -260,6 +261,7 @@ describe('RedisStore on a real redis-server', () => {
       // The Redis slot from before the outage cannot be released now: no throw, no reject.
       held.slot?.release();
       assert.ok((await counter('smtp_tarpit_store_fallbacks_total', {})) - fallbacks >= 5);
+      assert.equal(await counter('smtp_tarpit_store_operations_total', { store: 'memory' }), memoryOps, 'fallback answers are counted as redis/fallback only, not again as memory/ok');
       assert.equal(warnings.length, 1, 'logged once');
     } finally {
       await redis.start();

@@ -30,6 +30,7 @@ import { Redis } from 'ioredis';
 import type { PolicyEngine } from '../src/policy/engine.js';
 import type { StateStore } from '../src/state/store.js';
 import { buildDist } from './lib/build-dist.js';
+import { freshEngine, loadEngineDist, type EngineDist } from './lib/engine-dist.js';
 import { benchPolicies } from './lib/bench-policies.js';
 import { runBench } from './lib/procs.js';
 import { cpuMicros, finishReport, fmt, percentile, printHeader, round, table } from './lib/report.js';
@@ -40,16 +41,6 @@ const N = Number(process.env.BENCH_STORE_N ?? 5_000);
 const WARMUP = 500;
 const CONCURRENCY = 50;
 const TARGET_ROUND_TRIPS = 2;
-
-interface Dist {
-  readonly loadConfigText: (typeof import('../src/config/load.js'))['loadConfigText'];
-  readonly PolicyEngine: (typeof import('../src/policy/engine.js'))['PolicyEngine'];
-  readonly loadPolicyDir: (typeof import('../src/policy/load.js'))['loadPolicyDir'];
-  readonly createPolicyState: (typeof import('../src/policy/state.js'))['createPolicyState'];
-  readonly storeSettings: (typeof import('../src/policy/state.js'))['storeSettings'];
-  readonly createStateStore: (typeof import('../src/state/create-store.js'))['createStateStore'];
-  readonly registry: (typeof import('../src/metrics/registry.js'))['registry'];
-}
 
 interface Phase {
   readonly cpuUsPerSession: number;
@@ -107,7 +98,7 @@ async function commandsExecuted(admin: Redis): Promise<{ total: number; byComman
 }
 
 /** Round trips the Redis store made: its own count of operations sent to Redis (answered, failed or timed out; not the local fallbacks). */
-async function redisRoundTrips(dist: Dist): Promise<number> {
+async function redisRoundTrips(dist: EngineDist): Promise<number> {
   const metric = (await dist.registry.getMetricsAsJSON()).find((m) => m.name === 'smtp_tarpit_store_operations_total');
   let n = 0;
   for (const v of (metric as { values?: Array<{ value: number; labels: Record<string, string | number> }> } | undefined)?.values ?? []) {
@@ -123,24 +114,17 @@ async function main(): Promise<number> {
   const problems: string[] = [];
   const figures: Record<string, unknown> = { n: N, concurrency: CONCURRENCY };
   const build = buildDist(ROOT);
+  process.once('exit', () => build.remove());
   const dir = mkdtempSync(join(tmpdir(), 'smtp-tarpit-store-bench-'));
   const redis = await startRedisServer();
   const admin = new Redis(redis.url, { lazyConnect: false });
   const stores: StateStore[] = [];
   try {
     if (build.problems) throw new Error(`tsc reported problems:\n${build.problems.slice(0, 2000)}`);
-    const dist: Dist = {
-      loadConfigText: (await build.load<typeof import('../src/config/load.js')>('config/load.js')).loadConfigText,
-      PolicyEngine: (await build.load<typeof import('../src/policy/engine.js')>('policy/engine.js')).PolicyEngine,
-      loadPolicyDir: (await build.load<typeof import('../src/policy/load.js')>('policy/load.js')).loadPolicyDir,
-      createPolicyState: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).createPolicyState,
-      storeSettings: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).storeSettings,
-      createStateStore: (await build.load<typeof import('../src/state/create-store.js')>('state/create-store.js')).createStateStore,
-      registry: (await build.load<typeof import('../src/metrics/registry.js')>('metrics/registry.js')).registry,
-    };
+    const dist = await loadEngineDist(build);
     const policyDir = benchPolicies(dir);
     const policy = dist.loadPolicyDir(policyDir);
-    const quiet = { warn: () => undefined, info: () => undefined } as unknown as Parameters<Dist['createStateStore']>[1];
+    const quiet = { warn: () => undefined, info: () => undefined } as unknown as Parameters<EngineDist['createStateStore']>[1];
     const results: Record<string, Phase> = {};
     for (const [name, store] of [
       ['memory', 'memory'],
@@ -149,9 +133,7 @@ async function main(): Promise<number> {
       const config = dist.loadConfigText(`state: { store: "${store}" }\n`, '(bench config)');
       const stateStore = dist.createStateStore(config.state, quiet);
       stores.push(stateStore);
-      const state = dist.createPolicyState(config, stateStore);
-      state.store.configure(dist.storeSettings(policy));
-      const engine = new dist.PolicyEngine(policy, state, { hostname: 'tarpit.bench', addresses: ['127.0.0.1'] });
+      const { engine } = freshEngine(dist, config, policy, stateStore);
       const base = name === 'memory' ? 2 : 50;
       if (name === 'redis') {
         // Until its connection is ready the store answers from local memory: wait for it.

@@ -29,12 +29,11 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../src/config/schema.js';
 import { formatIp, type Ip, type IpFamily } from '../src/core/ip.js';
-import type { PolicyEngine, PolicyState, VetOptions } from '../src/policy/engine.js';
+import type { PolicyEngine, VetOptions } from '../src/policy/engine.js';
 import type { CidrList } from '../src/policy/lists/cidr-list.js';
-import type { Policy } from '../src/policy/spec.js';
 import { buildDist } from './lib/build-dist.js';
+import { freshEngine, loadEngineDist, type EngineDist } from './lib/engine-dist.js';
 import {
   ALLOW_SPACE,
   BLOCK_SPACE,
@@ -56,29 +55,8 @@ import { startDnsmasq, type Dnsmasq } from '../test/helpers/dnsmasq.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The compiled engine modules (bench/lib/build-dist.ts), loaded once in main(). */
-interface Dist {
-  readonly loadConfigText: (typeof import('../src/config/load.js'))['loadConfigText'];
-  readonly PolicyEngine: (typeof import('../src/policy/engine.js'))['PolicyEngine'];
-  readonly dnsCacheTotal: (typeof import('../src/policy/dns/metrics.js'))['dnsCacheTotal'];
-  readonly compileCidrList: (typeof import('../src/policy/lists/cidr-list.js'))['compileCidrList'];
-  readonly loadPolicyDirWithWarnings: (typeof import('../src/policy/load.js'))['loadPolicyDirWithWarnings'];
-  readonly createPolicyState: (typeof import('../src/policy/state.js'))['createPolicyState'];
-  readonly storeSettings: (typeof import('../src/policy/state.js'))['storeSettings'];
-}
-let dist: Dist;
-
-async function loadDist(build: ReturnType<typeof buildDist>): Promise<Dist> {
-  return {
-    loadConfigText: (await build.load<typeof import('../src/config/load.js')>('config/load.js')).loadConfigText,
-    PolicyEngine: (await build.load<typeof import('../src/policy/engine.js')>('policy/engine.js')).PolicyEngine,
-    dnsCacheTotal: (await build.load<typeof import('../src/policy/dns/metrics.js')>('policy/dns/metrics.js')).dnsCacheTotal,
-    compileCidrList: (await build.load<typeof import('../src/policy/lists/cidr-list.js')>('policy/lists/cidr-list.js')).compileCidrList,
-    loadPolicyDirWithWarnings: (await build.load<typeof import('../src/policy/load.js')>('policy/load.js')).loadPolicyDirWithWarnings,
-    createPolicyState: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).createPolicyState,
-    storeSettings: (await build.load<typeof import('../src/policy/state.js')>('policy/state.js')).storeSettings,
-  };
-}
+/** The compiled engine modules (bench/lib/engine-dist.ts), loaded once in main(). */
+let dist: EngineDist;
 
 /** Clients vetted with every check (first contact); the other two paths get PATH_CLIENTS each. */
 const MIXED_CLIENTS = 1000;
@@ -252,13 +230,6 @@ async function dnsMisses(): Promise<number> {
   return (await dist.dnsCacheTotal.get()).values.find((v) => v.labels.result === 'miss')?.value ?? 0;
 }
 
-/** A fresh state (empty DNS cache, allowlist, rate windows) and an engine on it, as `serve` builds them. */
-function freshEngine(config: Config, policy: Policy): { engine: PolicyEngine; state: PolicyState } {
-  const state = dist.createPolicyState(config);
-  // What PolicyStore.applyState does on load.
-  state.store.configure(dist.storeSettings(policy));
-  return { engine: new dist.PolicyEngine(policy, state, { hostname: 'tarpit.bench', addresses: ['127.0.0.1'] }), state };
-}
 
 /** What came out wrong for `c`, or undefined. */
 function wrong(c: Client, out: Awaited<ReturnType<PolicyEngine['vet']>>): string | undefined {
@@ -454,7 +425,7 @@ async function main(): Promise<number> {
     build = built;
     onExit.push(() => built.remove());
     if (build.problems) flagged.push(`tsc reported problems (figures are from what it emitted):\n${build.problems.slice(0, 2000)}`);
-    dist = await loadDist(build);
+    dist = await loadEngineDist(build);
     console.log(`engine: src compiled by tsc (tsconfig.build.json) into ${build.dir} in ${fmt((performance.now() - t0) / 1000, 1)} s, loaded in this process`);
     const rng = new Rng(SEED);
     const block = generateEntries(LIST_ENTRIES, rng, BLOCK_SPACE);
@@ -490,11 +461,11 @@ async function main(): Promise<number> {
         `interleaved, after one warm-up run (not reported); each run on a fresh state`,
     );
     // The first run ever also compiles the engine's code (JIT): a warm-up, on a state of its own.
-    const warmUp = await vetConcurrently(freshEngine(config, policy).engine, mixed, COLD_CONCURRENCY);
+    const warmUp = await vetConcurrently(freshEngine(dist, config, policy).engine, mixed, COLD_CONCURRENCY);
     for (const p of warmUp.problems.slice(0, 5)) flagged.push(`cold warm-up: ${p}`);
     for (let rep = 0; rep < COLD_REPEATS; rep++) {
       for (const [concurrency, set] of [[COLD_CONCURRENCY, mixed], [1, sequential]] as const) {
-        const { engine } = freshEngine(config, policy);
+        const { engine } = freshEngine(dist, config, policy);
         const misses0 = await dnsMisses();
         const dnsCpu0 = procStats(dns.pid).cpuMs;
         const run = await vetConcurrently(engine, set, concurrency);
@@ -521,7 +492,7 @@ async function main(): Promise<number> {
     }
 
     // ── warm: every answer cached ──
-    const { engine, state } = freshEngine(config, policy);
+    const { engine, state } = freshEngine(dist, config, policy);
     // The allowlist-cache clients are not in that cache yet: their answers are filled, not checked, here.
     const fill = await vetConcurrently(engine, clients, COLD_CONCURRENCY, (c) => c.path !== 'cached');
     for (const c of clients) if (c.path === 'cached') void state.store.allowlist(c.address, 'bench', policy.allowlistCache.ttl, Date.now());

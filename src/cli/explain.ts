@@ -14,6 +14,7 @@
 import { isIP } from 'node:net';
 import { ConfigErrors } from '../config/config-error.js';
 import { loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 import type { Stage } from '../core/stage.js';
 import { toWire } from '../core/reply.js';
 import { survivorReply } from '../tarpit/tarpit.js';
@@ -83,9 +84,6 @@ export interface GreylistingView {
 
 const WALK: readonly Stage[] = ['connect', 'helo', 'mail', 'rcpt', 'data'];
 
-/** How long explain waits for a shared store's connection before it reads from nothing. */
-const STORE_CONNECT_WAIT_MS = 2000;
-
 export async function runExplain(args: ExplainArgs): Promise<number> {
   if (isIP(args.ip) === 0) {
     console.error(`--ip: not an IP address: "${args.ip}"`);
@@ -97,9 +95,9 @@ export async function runExplain(args: ExplainArgs): Promise<number> {
     const config = loadConfigFile(args.config, { policies: args.policies, store: args.store });
     // The configured store: with Redis, explain reads what the fleet remembers (greylisting, reputation, the allowlist cache).
     store = createStateStore(config.state, createLogger('warn', pino.destination(2)));
-    const health = await storeConnected(store, STORE_CONNECT_WAIT_MS);
+    const health = await storeConnected(store);
     if (health.degraded) console.error(`state store: ${health.reason ?? 'not reachable'}; what this process remembers is empty`);
-    explanation = await explain(args, store);
+    explanation = await explain(args, store, config);
   } catch (err) {
     if (err instanceof ConfigErrors || err instanceof PolicyErrors) {
       for (const e of err.errors) console.error(e.message);
@@ -113,9 +111,9 @@ export async function runExplain(args: ExplainArgs): Promise<number> {
   return 0;
 }
 
-/** `store`: a shared store to read the fleet's memory from (serve's `--store`); default an empty memory store. */
-export async function explain(args: ExplainArgs, store?: StateStore): Promise<Explanation> {
-  const config = loadConfigFile(args.config, { policies: args.policies });
+/** `store`: a shared store to read the fleet's memory from (serve's `--store`); default an empty memory store. `loaded`: the configuration, when the caller read it already. */
+export async function explain(args: ExplainArgs, store?: StateStore, loaded?: Config): Promise<Explanation> {
+  const config = loaded ?? loadConfigFile(args.config, { policies: args.policies });
   const policy = loadPolicyDir(config.policies);
   const state = createPolicyState(config, store);
   state.store.configure(storeSettings(policy));

@@ -18,7 +18,7 @@ function isRoot(): boolean {
 }
 
 /** 127.0.0.0/8, ::1 (also as ::ffff:127.x) and localhost: only this machine can connect. */
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();
   if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');

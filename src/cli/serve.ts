@@ -17,7 +17,7 @@ import { configReloadsTotal } from '../metrics/registry.js';
 import { PolicyErrors } from '../policy/policy-error.js';
 import { Proxy } from '../smtp/proxy.js';
 import { dropPrivileges, rootRefusal, unreadablePaths } from './privileges.js';
-import { EXIT_LISTEN_DENIED, reportReadiness, runPrimary, workerSlot } from './workers.js';
+import { EXIT_LISTEN_DENIED, fatal, reportReadiness, runPrimary, workerSlot } from './workers.js';
 
 export interface ServeArgs extends ConfigOverrides {
   readonly config: string;
@@ -135,13 +135,6 @@ function clusterReporting(proxy: Proxy): () => void {
   };
 }
 
-function fatal(logger: Logger, why: string, err?: unknown): number {
-  if (err === undefined) logger.fatal(why);
-  else logger.fatal({ err }, why);
-  console.error(`smtp-tarpit: ${why}`);
-  logger.flush();
-  return 1;
-}
 
 /**
  * Validates the file again; an invalid one keeps the running configuration.

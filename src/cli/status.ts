@@ -24,9 +24,9 @@ export interface StatusArgs {
   readonly timeoutMs?: number | undefined;
 }
 
-export const EXIT_READY = 0;
-export const EXIT_NOT_READY = 1;
-export const EXIT_UNREACHABLE = 2;
+const EXIT_READY = 0;
+const EXIT_NOT_READY = 1;
+const EXIT_UNREACHABLE = 2;
 
 const DEFAULT_TIMEOUT_MS = 3000;
 const VERDICT_ORDER = ['pass', 'tarpit', 'reject', 'drop'];

@@ -10,7 +10,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Config } from '../config/schema.js';
-import { ClusterMetrics, setWorkerStates, workerRestartsTotal, type WorkerState } from '../metrics/cluster.js';
+import { ClusterMetrics, isMessage, setWorkerStates, workerRestartsTotal, type WorkerState } from '../metrics/cluster.js';
 import { MetricsServer, type Readiness } from '../metrics/http.js';
 import type { Logger } from '../metrics/logger.js';
 import { dropPrivileges, rootRefusal } from './privileges.js';
@@ -34,9 +34,6 @@ interface ReadyMessage {
   readonly store?: unknown;
 }
 
-function isReadyMessage(message: unknown): message is ReadyMessage {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'smtp-tarpit:ready';
-}
 
 /** This worker's slot, or undefined outside a cluster worker. */
 export function workerSlot(): number | undefined {
@@ -89,13 +86,17 @@ const BACKOFF_MAX_MS = 10_000;
 
 export async function runPrimary(config: Config, logger: Logger): Promise<number> {
   const refusal = rootRefusal(config, false);
-  if (refusal !== undefined) {
-    logger.fatal(refusal);
-    console.error(`smtp-tarpit: ${refusal}`);
-    logger.flush();
-    return 1;
-  }
+  if (refusal !== undefined) return fatal(logger, refusal);
   return new Primary(config, logger).run();
+}
+
+/** Logs why the process cannot go on, says it on stderr too (an admin at a terminal), and gives the exit code. */
+export function fatal(logger: Logger, why: string, err?: unknown): number {
+  if (err === undefined) logger.fatal(why);
+  else logger.fatal({ err }, why);
+  console.error(`smtp-tarpit: ${why}`);
+  logger.flush();
+  return 1;
 }
 
 class Primary {
@@ -154,7 +155,7 @@ class Primary {
     const slot: Slot = { slot: n, worker, state: 'starting', ready: false, reason: 'starting', startedAt: Date.now(), crashes: previous?.crashes ?? 0 };
     this.slots.set(n, slot);
     worker.on('message', (message: unknown) => {
-      if (!isReadyMessage(message) || slot.worker !== worker) return;
+      if (!isMessage<ReadyMessage>(message, 'smtp-tarpit:ready') || slot.worker !== worker) return;
       slot.ready = message.ready;
       slot.reason = message.ready ? undefined : message.reason;
       slot.store = message.store;
@@ -229,9 +230,7 @@ class Primary {
 
   /** A worker cannot start, or the primary cannot go on: stop the others and exit 1. */
   private fail(why: string): void {
-    this.logger.fatal(why);
-    console.error(`smtp-tarpit: ${why}`);
-    this.exitCode = 1;
+    this.exitCode = fatal(this.logger, why);
     this.stop('failure');
   }
 

@@ -10,7 +10,7 @@ import type { ErrorObject } from 'ajv';
 import { ConfigError, ConfigErrors } from './config-error.js';
 import { parseEndpoint } from './endpoint.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
-import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath } from './yaml-schema.js';
+import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath, deepFreeze } from './yaml-schema.js';
 
 /** Command-line flags that override the file (DESIGN §3 config). */
 export interface ConfigOverrides {
@@ -144,10 +144,3 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
   return deepFreeze(config);
 }
 
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object') {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}

@@ -263,3 +263,12 @@ function defaultReason(e: ErrorObject): string {
       return e.message ?? 'is invalid';
   }
 }
+
+/** Freezes a loaded configuration or policy all the way down; what is frozen already (a compiled list shared between loads) is left as it is. */
+export function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -36,12 +36,12 @@ interface MetricsResponse {
 }
 
 /** The primary's own metrics; workers never register them, so they are not summed with zeros. */
-export const primaryRegistry = new Registry();
+const primaryRegistry = new Registry();
 
 export type WorkerState = 'starting' | 'online' | 'stopping';
 const WORKER_STATES: readonly WorkerState[] = ['starting', 'online', 'stopping'];
 
-export const workersGauge = new Gauge({
+const workersGauge = new Gauge({
   name: 'smtp_tarpit_workers',
   help: 'Worker processes by state: starting (forked, not yet serving), online (listening and serving SMTP), stopping (draining after SIGTERM).',
   labelNames: ['state'] as const,
@@ -119,6 +119,7 @@ export class ClusterMetrics implements MetricsSource {
   }
 }
 
-function isMessage<T extends { type: string }>(message: unknown, type: T['type']): message is T {
+/** An IPC message of `type` (the primary's and the workers' messages share the process channel with cluster's own). */
+export function isMessage<T extends { type: string }>(message: unknown, type: T['type']): message is T {
   return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === type;
 }

@@ -59,11 +59,16 @@ export interface VetReport {
 }
 
 export class PolicyEngine {
+  /** Whether this policy itself needs the client's FCrDNS name (rDNS weights, greylisting's rDNS exemptions): decided once per policy, not per connection. */
+  readonly #policyNeedsName: boolean;
+
   constructor(
     readonly policy: Policy,
     private readonly state: PolicyState,
     private readonly us: Identity,
-  ) {}
+  ) {
+    this.#policyNeedsName = policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || (policy.greylisting.enabled && policy.greylisting.exempt.rdnsSuffixes.length > 0);
+  }
 
   /**
    * The connect-stage checks for a new client; the session then carries the
@@ -117,8 +122,7 @@ export class PolicyEngine {
       const bl = checkDnsZones(client, policy.dnsbl, 'dnsbl', state.dns);
       const wl = checkDnsZones(client, policy.dnswl, 'dnswl', state.dns);
       // Greylisting's rDNS exemptions need the name too.
-      const needName = options.needName || policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || (policy.greylisting.enabled && policy.greylisting.exempt.rdnsSuffixes.length > 0);
-      const rdns = needName ? this.#rdns(address, ip) : undefined;
+      const rdns = options.needName || this.#policyNeedsName ? this.#rdns(address, ip) : undefined;
       if (bl instanceof Promise || wl instanceof Promise || rdns instanceof Promise) lookups = addDnsEvidence(session, ...(await Promise.all([bl, wl, rdns])));
       else lookups = addDnsEvidence(session, bl, wl, rdns);
     }

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
-import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath } from '../config/yaml-schema.js';
+import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath, deepFreeze } from '../config/yaml-schema.js';
 import { withoutTrailingDot } from './dns/query-name.js';
 import { CidrListError, compileCidrList, parseCidrListText, type CidrList } from './lists/cidr-list.js';
 import { AnswerRangeError, parseAnswerRange } from './lists/answer-range.js';
@@ -462,10 +462,3 @@ function frozenMap<K, V>(map: Map<K, V>): ReadonlyMap<K, V> {
   return Object.freeze(map);
 }
 
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}

@@ -9,7 +9,7 @@
  * client: smtp-server's hooks (relay) and the tarpit's hold.
  */
 import { replyError, type SmtpReplyError } from '../core/errors.js';
-import { STAGES, type Stage } from '../core/stage.js';
+import { STAGE_INDEX, type Stage } from '../core/stage.js';
 import { REASON_TEXT, VERDICTS, type Evidence, type ReasonClass, type Verdict } from './evidence.js';
 import { Score } from './score.js';
 import type { Policy, RejectStage, TarpitProfile } from './spec.js';
@@ -27,7 +27,7 @@ const CONTINUE: StageAction = { kind: 'continue' };
 
 /** The reject verdict's refusal is answered at `rejectAt` or at the first stage after it the client reaches. */
 function reached(stage: Stage, rejectAt: RejectStage): boolean {
-  return STAGES.indexOf(stage) >= STAGES.indexOf(rejectAt);
+  return STAGE_INDEX[stage] >= STAGE_INDEX[rejectAt];
 }
 
 export interface SessionPolicyInit {

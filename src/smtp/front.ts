@@ -214,11 +214,12 @@ export class Front {
     this.limits.release();
     if (client !== undefined) this.limits.releaseClient(client);
     if (admitted.capped && client !== undefined) this.holdCaps.release(client);
-    // The path that served the session (the hold's or smtp-server's close, a refusal) gives the slot
-    // back with its outcome, in one store write; their close handlers run after this one, so this is
-    // only the safety net for a session no path finished, and it waits for them.
+    // The path that served the session gives the slot back with its outcome, in one store write;
+    // its close handler runs after this one. The hold always does (its onClose releases, whatever
+    // finish did), so a held client costs no timer here; for any other session this is the safety
+    // net for one no path finished, and it waits for them.
     const policy = admitted.policy;
-    if (policy !== undefined) setTimeout(() => policy.release(), SLOT_SAFETY_MS).unref();
+    if (policy !== undefined && admitted.state !== 'held') setTimeout(() => policy.release(), SLOT_SAFETY_MS).unref();
     sessionsActive.dec({ state: admitted.state });
   }
 

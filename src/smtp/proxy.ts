@@ -117,7 +117,7 @@ export class Proxy {
     this.pool.start();
     this.policy.watch();
     // The first clients should meet the fleet's memory; a store still down is not fatal (mail flow first).
-    const health = await storeConnected(this.store, STORE_CONNECT_WAIT_MS);
+    const health = await storeConnected(this.store);
     if (health.degraded) this.options.logger.warn({ store: health }, 'state store not reachable at start-up; serving from local memory until it is');
     this.uncount = countSessions({
       held: () => this.tarpit.heldSessions(),
@@ -156,8 +156,6 @@ export class Proxy {
   }
 }
 
-/** How long start-up waits for a shared store's connection. */
-const STORE_CONNECT_WAIT_MS = 2000;
 /** How long shutdown waits for closing sessions' last writes to the store. */
 const STORE_DRAIN_WAIT_MS = 2000;
 

@@ -11,6 +11,7 @@
  * sender is not punished for connections older than a minute.
  */
 import type { LRUCache } from 'lru-cache';
+import type { RateSlot, RateSnapshot } from './store.js';
 
 import { SlidingCount, groupStore } from './sliding-window.js';
 
@@ -21,19 +22,10 @@ const WINDOW_MS = BUCKETS * BUCKET_MS;
 /** The minute's cut, for the Redis store, which must count exactly as this one (redis-scripts.ts). */
 export const RATE_WINDOW = { buckets: BUCKETS, bucketMs: BUCKET_MS, windowMs: WINDOW_MS } as const;
 
-export interface RateSnapshot {
-  /** Sessions open now in the group. */
-  readonly concurrent: number;
-  /** Sessions opened in the last minute in the group (this one included). */
-  readonly perMinute: number;
-}
+export type { RateSnapshot } from './store.js';
 
-export interface RateOpen {
-  /** The group's counts with this session included, for `checkRate`. */
-  readonly snapshot: RateSnapshot;
-  /** Ends this session's share of `concurrent`; calling it again does nothing. */
-  release(): void;
-}
+/** A counted session: the store's slot (its `release` ends this session's share of `concurrent`, once) with the group's counts including it, for `checkRate`. */
+export type RateOpen = RateSlot & { readonly snapshot: RateSnapshot };
 
 export interface RateLimiterOptions {
   /** Most groups remembered; the least recently active is forgotten beyond it. Default 100,000. */
@@ -76,7 +68,7 @@ class GroupCounters {
  * One session's place in its group. A held session keeps it for its whole
  * hold, tens of thousands at once: three fields, no closure.
  */
-class RateSlot implements RateOpen {
+class CountedSlot implements RateOpen {
   #counters: GroupCounters | undefined;
   readonly #concurrent: number;
   readonly #perMinute: number;
@@ -116,7 +108,7 @@ export class RateLimiter {
     const perMinute = counters.opened.add(bucket);
     counters.concurrent++;
     counters.touch();
-    return new RateSlot(counters, perMinute);
+    return new CountedSlot(counters, perMinute);
   }
 
   /** Current counts for `group`, without counting a session. */

@@ -5,6 +5,7 @@
  * clean clients take the relay path and never meet these caps.
  */
 import type { Config } from '../config/schema.js';
+import { parseIp } from '../core/ip.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
 import { tarpitCap } from './metrics.js';
 
@@ -33,10 +34,14 @@ export class HoldCaps {
   private rss = 0;
   private sampledAt = -Infinity;
 
+  /** The per-network cap's prefix lengths, as clientGroup takes them. */
+  private readonly groups: { readonly ipv4: number; readonly ipv6: number };
+
   constructor(
     private readonly config: HoldCapsConfig,
     private readonly clock: HoldCapsClock = SYSTEM_CLOCK,
   ) {
+    this.groups = { ipv4: config.groupIpv4, ipv6: config.groupIpv6 };
     publishCaps(config);
   }
 
@@ -52,8 +57,7 @@ export class HoldCaps {
    * Every admitted client must be released exactly once.
    */
   admit(address: string): HoldCap | undefined {
-    const client = addressKey(address);
-    const group = this.groupOf(address);
+    const { client, group } = this.keysOf(address);
     const c = this.perClient.get(client) ?? 0;
     if (c >= this.config.maxHeldPerClient) return 'per_client';
     const g = this.perGroup.get(group) ?? 0;
@@ -70,12 +74,15 @@ export class HoldCaps {
   release(address: string): void {
     if (this.held === 0) return;
     this.held--;
-    decrement(this.perClient, addressKey(address));
-    decrement(this.perGroup, this.groupOf(address));
+    const { client, group } = this.keysOf(address);
+    decrement(this.perClient, client);
+    decrement(this.perGroup, group);
   }
 
-  private groupOf(address: string): string {
-    return clientGroup(address, { ipv4: this.config.groupIpv4, ipv6: this.config.groupIpv6 });
+  /** The client's two keys from one parse of its address (both functions take it parsed). */
+  private keysOf(address: string): { client: string; group: string } {
+    const ip = parseIp(address) ?? address;
+    return { client: addressKey(ip), group: clientGroup(ip, this.groups) };
   }
 
   private overMemoryBudget(): boolean {

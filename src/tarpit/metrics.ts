@@ -16,7 +16,7 @@ import type { StageSeconds } from './types.js';
  * §4.5.3.2) and a hold may last up to 30 min: the buckets resolve 1 s to 30
  * min, with a few below a second for relayed sessions.
  */
-export const HOLD_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800];
+const HOLD_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200, 1800];
 
 export const stageDurationSeconds = new Histogram({
   name: 'smtp_tarpit_stage_duration_seconds',

@@ -55,10 +55,6 @@ export class Tarpit {
     this.limits = { maxLineLength: deps.config.limits.maxLineLength, maxRecipients: deps.config.limits.maxRecipients };
   }
 
-  get size(): number {
-    return this.sessions.size;
-  }
-
   /** Held sessions now, read-only: each one's stage and profile, for the scrape-time census (metrics.ts). */
   heldSessions(): Iterable<{ readonly stage: Stage; readonly profile: TarpitProfile }> {
     return this.sessions.values();
@@ -190,9 +186,12 @@ class PolicyObserver implements HoldObserver {
 
   onClose(summary: HoldSummary): void {
     if (this.session) this.sessions.delete(this.session);
-    // Before release: the store's finish gives the rate slot back in the same write.
-    this.vetted.engine.finish(this.policy, holdOutcome(this.policy.verdict, summary.outcome));
-    this.policy.release();
+    // The store's finish gives the rate slot back in the same write; release() is the front door's guarantee for held sessions (it sets no timer for them).
+    try {
+      this.vetted.engine.finish(this.policy, holdOutcome(this.policy.verdict, summary.outcome));
+    } finally {
+      this.policy.release();
+    }
     const stages = heldStageTimes(summary.held, summary.client);
     recordSessionTiming({ verdict: this.policy.verdict, stages, hangup: summary.hangup, held: summary.heldSeconds });
     this.deps.logger.info(
@@ -224,7 +223,7 @@ class PolicyObserver implements HoldObserver {
  * hold): bad when the policy refused it, or when the client showed itself a
  * bot (hung up while held, too many errors, abuse); else nothing to learn.
  */
-export function holdOutcome(verdict: Verdict, outcome: HoldOutcome): SessionOutcome {
+function holdOutcome(verdict: Verdict, outcome: HoldOutcome): SessionOutcome {
   if (verdict === 'reject' || verdict === 'drop') return 'bad';
   return outcome === 'hangup' || outcome === 'errors' || outcome === 'abuse' || outcome === 'dropped' ? 'bad' : 'neutral';
 }

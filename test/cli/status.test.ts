@@ -12,15 +12,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readStatus, renderStatus, type Status } from '../../src/cli/status.js';
 import { policyDir } from '../helpers/policy-dir.js';
 import { scrape } from '../helpers/scrape.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { withProxy, sessionOf, type RunningProxy } from '../helpers/with-proxy.js';
+import { ROOT, freePort } from './serve-process.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 interface Run {
   readonly code: number | null;
@@ -152,14 +151,6 @@ test('status of a proxy whose backend is down prints the page, says why it is no
   });
 });
 
-/** A port that was free a moment ago: nothing listens on it. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 test('status against a listener that is not there exits 2 with a one-line reason on stderr', async () => {
   const port = await freePort();

@@ -68,7 +68,8 @@ export function policyDir(t: TestContext, spec: TestPolicy = {}): string {
   return dir;
 }
 
-function merge(a: PolicyYaml, b: PolicyYaml): PolicyYaml {
+/** `b` over `a`, objects key by key (arrays and scalars replace). */
+export function merge(a: PolicyYaml, b: PolicyYaml): PolicyYaml {
   const out: PolicyYaml = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const prev = out[k];

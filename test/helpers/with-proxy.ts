@@ -2,6 +2,7 @@
  * Starts the real proxy on 127.0.0.1 port 0 for one test and always stops it
  * (`finally`), with its JSON log lines captured for assertions.
  */
+import { merge } from './policy-dir.js';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { loadConfigText } from '../../src/config/load.js';
@@ -106,11 +107,3 @@ export async function withProxy<T>(options: ProxyTestOptions, fn: (p: RunningPro
   }
 }
 
-function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const prev = out[k];
-    out[k] = v && typeof v === 'object' && !Array.isArray(v) && prev && typeof prev === 'object' && !Array.isArray(prev) ? merge(prev as Record<string, unknown>, v as Record<string, unknown>) : v;
-  }
-  return out;
-}

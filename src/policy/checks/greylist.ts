@@ -7,6 +7,7 @@
  * Pure: the engine asks the store and counts; this file only decides who is
  * exempt, what the triplet is and which outcomes defer.
  */
+import { withoutTrailingDot } from '../dns/query-name.js';
 import type { Ip } from '../../core/ip.js';
 import { clientGroup } from '../../state/client-group.js';
 import type { GreylistKey, GreylistOutcome } from '../../state/store.js';
@@ -41,7 +42,7 @@ export function greylistExemption(subject: GreylistSubject, policy: Pick<Policy,
 /** The suffix a (lower-case, dotless-ended) name falls under: `google.com` covers `google.com` and `mail-x.google.com`, not `notgoogle.com`. */
 export function rdnsSuffix(name: string, suffixes: readonly string[]): string | undefined {
   if (suffixes.length === 0 || name === '[UNAVAILABLE]' || name === '') return undefined;
-  const lower = name.toLowerCase().replace(/\.$/, '');
+  const lower = withoutTrailingDot(name.toLowerCase());
   for (const suffix of suffixes) {
     if (lower === suffix || (lower.endsWith(suffix) && lower.charCodeAt(lower.length - suffix.length - 1) === 0x2e)) return suffix;
   }

@@ -89,7 +89,7 @@ export function checkHelo(helo: string, clientAddress: string, us: Us, weights: 
     return out;
   }
 
-  const absolute = name.endsWith('.') ? name.slice(0, -1) : name;
+  const absolute = withoutTrailingDot(name);
   const labels = absolute.split('.');
   const tld = (labels[labels.length - 1] ?? '').toLowerCase();
   if (labels.length < 2) add('notFqdn', `HELO ${shown} is not a fully qualified domain name`);
@@ -104,7 +104,7 @@ function domainProblem(name: string): string | undefined {
   if (name === '') return 'empty';
   if (name.length > MAX_DOMAIN) return `longer than ${MAX_DOMAIN} characters`;
   if (/[^\x00-\x7f]/.test(name)) return 'not ASCII (an international name goes as xn-- A-labels)';
-  const absolute = name.endsWith('.') ? name.slice(0, -1) : name;
+  const absolute = withoutTrailingDot(name);
   const labels = absolute.split('.');
   for (const label of labels) {
     if (label === '') return 'empty label';

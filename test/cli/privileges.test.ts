@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { inCI, type TestContext } from '../helpers/require-tool.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
-import { ROOT, freePort, startServe, uidsOf, writeConfig } from './serve-process.js';
+import { ROOT, freePort, startServe, uidsOf, writeConfig, letOthersReachRoot } from './serve-process.js';
 
 // Debian's nobody/nogroup, as in the shipped config.
 const NOBODY = 65534;
@@ -85,6 +85,7 @@ test('--workers 2 started as root with user nobody: every worker and then the pr
 
 test('--workers 2 on a privileged port: when every worker dies the dropped primary cannot bind again, says so and exits 1', { timeout: 60_000 }, async (t) => {
   if (!requireRoot(t)) return;
+  letOthersReachRoot(t);
   const backend = await startBackend();
   t.after(() => backend.close());
   const port = await freePrivilegedPort();
@@ -141,6 +142,7 @@ test('check validates the new keys: user needs group, workers at least 1, allowR
 
 test('not started as root: user and group are ignored with an info line, the process keeps its uid', { timeout: 30_000 }, async (t) => {
   if (!requireRoot(t)) return;
+  letOthersReachRoot(t);
   const backend = await startBackend();
   t.after(() => backend.close());
   const port = await freePort();

@@ -5,11 +5,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import type { TestContext } from '../helpers/require-tool.js';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { RELAY_POLICIES } from '../helpers/with-proxy.js';
@@ -108,4 +109,23 @@ export async function uidsOf(pid: number): Promise<number[]> {
   const line = status.split('\n').find((l) => l.startsWith('Uid:'));
   if (line === undefined) throw new Error(`no Uid line for ${pid}`);
   return line.slice(4).trim().split(/\s+/).map(Number);
+}
+
+/**
+ * A process that runs as an unprivileged user (started so, or a worker forked
+ * after the primary dropped root) must read the code: the repository and its
+ * node_modules. A clone in a private directory (mktemp -d makes it 0700) lets
+ * no one else through, so the directories above ROOT that others cannot
+ * search are made searchable (o+x: search, not list) for the test and put
+ * back after it.
+ */
+export function letOthersReachRoot(t: TestContext): void {
+  for (let dir = ROOT; ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode & 0o7777;
+    if ((mode & 0o001) === 0) {
+      chmodSync(dir, mode | 0o001);
+      t.after(() => chmodSync(dir, mode));
+    }
+    if (dirname(dir) === dir) break;
+  }
 }

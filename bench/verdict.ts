@@ -495,7 +495,7 @@ async function main(): Promise<number> {
     const { engine, state } = freshEngine(dist, config, policy);
     // The allowlist-cache clients are not in that cache yet: their answers are filled, not checked, here.
     const fill = await vetConcurrently(engine, clients, COLD_CONCURRENCY, (c) => c.path !== 'cached');
-    for (const c of clients) if (c.path === 'cached') void state.store.allowlist(c.address, 'bench', policy.allowlistCache.ttl, Date.now());
+    for (const c of clients) if (c.path === 'cached') void state.store.allowlist({ client: c.address, reason: 'bench', ttl: policy.allowlistCache.ttl, deferred: false }, Date.now());
     const paths: Path[] = ['first-contact', 'allow', 'cached'];
     const byPath = new Map(paths.map((p) => [p, clients.filter((c) => c.path === p)] as const));
     const problems = [...fill.problems];

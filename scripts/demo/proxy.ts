@@ -38,6 +38,7 @@ export function writeDemoFiles(root: string, dir: string, ports: { listen: numbe
   writeFileSync(join(policies, 'policy.yaml'), policy.toString());
   copyFileSync(join(root, 'policies/policy.schema.json'), join(policies, 'policy.schema.json'));
   copyFileSync(join(root, 'policies/allow.cidr'), join(policies, 'allow.cidr'));
+  copyFileSync(join(root, 'policies/known-senders.cidr'), join(policies, 'known-senders.cidr'));
   writeFileSync(join(policies, 'block.cidr'), ['# the demo\'s bots', ...blocked, ''].join('\n'));
 
   const config = parseDocument(readFileSync(join(root, 'config/smtp-tarpit.yaml'), 'utf8'));

@@ -38,10 +38,12 @@ export function runCheck(args: CheckArgs): number {
     const { policy, warnings } = loadPolicyDirWithWarnings(policiesDir);
     for (const w of warnings) console.error(`warning: ${w.message}`);
     const { allow, block } = policy.lists;
+    const known = policy.knownSenders;
     console.log(
       `${resolve(policy.file)}: ok (allow ${count(allow.size, 'entry', 'entries')}, block ${count(block.list.size, 'entry', 'entries')}, ` +
         `${count(policy.dnsbl.length, 'DNSBL zone')}, ${count(policy.dnswl.length, 'DNSWL zone')}, ${count(policy.profiles.size, 'profile')}, ` +
-        `first contact ${policy.firstContact.enabled ? `held with "${policy.firstContact.profile.name}"` : 'not held'})`,
+        `first contact ${policy.firstContact.enabled ? `held with "${policy.firstContact.profile.name}", retries relayed after ${policy.firstContact.minRetryDelay} s` : 'not held'}, ` +
+        `known senders: ${count(known.rdnsSuffixes.length, 'rDNS suffix', 'rDNS suffixes')} and ${count(known.networks.size, 'network')})`,
     );
   } catch (err) {
     if (!(err instanceof PolicyErrors)) throw err;

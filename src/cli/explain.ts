@@ -22,6 +22,7 @@ import { stageDelay } from '../tarpit/hold-clock.js';
 import type { ZoneLookup } from '../policy/checks/dns-zones.js';
 import { PolicyEngine } from '../policy/engine.js';
 import type { Evidence, Verdict } from '../policy/evidence.js';
+import { shortestChange } from '../policy/advice.js';
 import { loadPolicyDir } from '../policy/load.js';
 import { PolicyErrors } from '../policy/policy-error.js';
 import { createPolicyState, localIdentity, storeSettings } from '../policy/state.js';
@@ -61,6 +62,10 @@ export interface Explanation {
   readonly thresholds: { tarpit: number; reject: number; drop: number };
   readonly verdict: Verdict;
   readonly firstContact: boolean;
+  /** The knownSenders rule that vouched for the client (it skips the first-contact hold and greylisting). */
+  readonly knownSender?: string | undefined;
+  /** The allowlist cache vouched: for this address, or for its network (what the store holds: empty in explain's own memory). */
+  readonly passed?: 'address' | 'network' | undefined;
   readonly path: 'relay' | 'hold' | 'refuse';
   readonly profile?: string | undefined;
   readonly stages: readonly StageOutcome[];
@@ -70,6 +75,8 @@ export interface Explanation {
   readonly reputation?: ReputationSnapshot | undefined;
   /** With --from and --rcpt: the triplet's greylisting state, and whether this client would skip greylisting. */
   readonly greylisting?: GreylistingView | undefined;
+  /** For a client that would not be relayed at once: the shortest changes that would relay it (policy/advice.ts). */
+  readonly advice: readonly string[];
 }
 
 export interface GreylistingView {
@@ -164,12 +171,15 @@ export async function explain(args: ExplainArgs, store?: StateStore, loaded?: Co
     thresholds: policy.thresholds,
     verdict: session.verdict,
     firstContact: session.firstContact,
+    knownSender: session.knownSender,
+    passed: session.passed,
     path,
     profile: profile?.name,
     stages,
     end,
     reputation: report.reputation,
     greylisting,
+    advice: refusedAtOnce ? [] : shortestChange(session.advice()),
   };
 }
 
@@ -189,6 +199,9 @@ function render(e: Explanation): string {
   out.push('');
   const t = e.thresholds;
   out.push(`score ${e.score} -> verdict ${e.verdict} (tarpit at ${t.tarpit}, reject at ${t.reject}, drop at ${t.drop})`);
+  if (e.knownSender !== undefined) out.push(`known sender (${e.knownSender}): no first-contact hold, no greylisting`);
+  if (e.passed === 'address') out.push('in the allowlist cache: it sat a hold out before');
+  if (e.passed === 'network') out.push('its network is in the allowlist cache: a neighbour sat a hold out');
   if (e.firstContact && e.verdict === 'pass') out.push('first contact: held before it may deliver; a client that sits the hold out quietly is allowlisted and its retry is relayed');
   out.push(`path: ${e.path}${e.profile ? ` (profile ${e.profile})` : ''}`);
   for (const s of e.stages) {
@@ -204,6 +217,10 @@ function render(e: Explanation): string {
     const verdict = !g.enabled ? 'greylisting is off' : g.exempt !== undefined ? `exempt: ${g.exempt}` : g.state === 'passed' ? 'relayed' : 'its RCPT would get 451 4.7.1 Greylisted';
     out.push(`greylisting ${triplet}: ${state}; ${verdict}`);
   } else if (e.client.from !== undefined || e.client.rcpt !== undefined) out.push('(give both --from and --rcpt to see the greylisting state)');
+  if (e.advice.length > 0) {
+    out.push('to have it relayed at once:');
+    for (const a of e.advice) out.push(`  ${a}`);
+  }
   out.push('(explain only looks: nothing is counted or learnt; with the memory store it does not see the running proxy\'s allowlist cache, rate windows, reputation or greylist)');
   return out.join('\n');
 }

@@ -175,3 +175,19 @@ function putGroup(bytes: Uint8Array, at: number, group: string): number {
   bytes[at + 1] = n & 0xff;
   return at + 2;
 }
+
+/**
+ * Loopback, private (RFC 1918, RFC 4193), link-local and shared (RFC 6598)
+ * addresses: never a mail server on the internet, so a client from one is
+ * someone testing or a host of the admin's own network.
+ */
+export function isLocalAddress(ip: Ip): boolean {
+  const b = foldMapped(ip).bytes;
+  if (b.length === 4) {
+    const [a = 0, second = 0] = b;
+    return a === 127 || a === 10 || (a === 172 && second >= 16 && second < 32) || (a === 192 && second === 168) || (a === 169 && second === 254) || (a === 100 && second >= 64 && second < 128);
+  }
+  const first = b[0] ?? 0;
+  const loopback = b.every((byte, i) => byte === (i === 15 ? 1 : 0));
+  return loopback || (first & 0xfe) === 0xfc || (first === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80);
+}

@@ -21,6 +21,7 @@ import { checkRate } from './checks/rate.js';
 import { checkHelo } from './checks/helo.js';
 import { checkHarvest } from './checks/harvest.js';
 import { greylistDefers, greylistExemption, greylistTriplet } from './checks/greylist.js';
+import { checkKnownSender } from './checks/known-sender.js';
 import { checkReputation } from './checks/reputation.js';
 import type { DnsClient } from './dns/dns-client.js';
 import { checksTotal, escalationsTotal, verdictsTotal } from './metrics.js';
@@ -28,7 +29,9 @@ import { SessionPolicy } from './session-policy.js';
 import type { Policy } from './spec.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
 import { when, type MaybePromise } from '../state/maybe-promise.js';
-import type { GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
+import { allowlistCacheTotal } from '../state/metrics.js';
+import { retriedTooSoon } from '../state/retry-delay.js';
+import type { AllowlistMarks, AllowlistOutcome, GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
 import type { Tally } from '../metrics/tally-counter.js';
 
 /** What every engine shares and keeps across policy reloads. */
@@ -53,13 +56,14 @@ export interface VetOptions {
 /** Each DNS zone's outcome and what the store knew, for `explain`. */
 export interface VetReport {
   readonly lookups: readonly ZoneLookup[];
+  /** The client's own address passed a hold before (the allowlist cache), so the DNS checks were skipped. */
   readonly cached: boolean;
   /** The client's network's history as the store gave it (absent for an allow-listed client: the store is not asked). */
   readonly reputation?: ReputationSnapshot;
 }
 
 export class PolicyEngine {
-  /** Whether this policy itself needs the client's FCrDNS name (rDNS weights, greylisting's rDNS exemptions): decided once per policy, not per connection. */
+  /** Whether this policy itself needs the client's FCrDNS name (rDNS weights, known senders by name): decided once per policy, not per connection. */
   readonly #policyNeedsName: boolean;
 
   constructor(
@@ -67,7 +71,8 @@ export class PolicyEngine {
     private readonly state: PolicyState,
     private readonly us: Identity,
   ) {
-    this.#policyNeedsName = policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || (policy.greylisting.enabled && policy.greylisting.exempt.rdnsSuffixes.length > 0);
+    this.#policyNeedsName =
+      policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || ((policy.firstContact.enabled || policy.greylisting.enabled) && policy.knownSenders.rdnsSuffixes.length > 0);
   }
 
   /**
@@ -96,14 +101,14 @@ export class PolicyEngine {
     record('allow', false);
 
     // One question to the store for everything the connect stage remembers; a memory store answers now.
-    const asked = state.store.connect({ client: ip === undefined ? address : addressKey(ip), group, count: options.count }, Date.now());
+    const now = Date.now();
+    const network = ip === undefined ? undefined : this.#allowlistNetwork(ip, group);
+    const asked = state.store.connect({ client: ip === undefined ? address : addressKey(ip), group, network, count: options.count }, now);
     const known = asked instanceof Promise ? await asked : asked;
     if (known.slot) session.occupy(known.slot);
-    if (options.count) {
-      const rate = checkRate(known.rate, policy);
-      record('rate', counts(rate));
-      if (rate) session.add(rate);
-    }
+    // Weighed after the known-sender rules: a big sender's pool opens many sessions at once.
+    const rate = options.count ? checkRate(known.rate, policy) : undefined;
+    if (options.count) record('rate', counts(rate));
     const block = checkBlock(client, policy);
     record('block', counts(block));
     if (block) session.add(block);
@@ -111,23 +116,60 @@ export class PolicyEngine {
     if (policy.reputation.enabled) record('reputation', counts(reputation));
     if (reputation) session.add(reputation);
 
-    // A client that passed before skips the costly checks and the hold (postscreen's PASS OLD).
-    const cached = known.allowlisted;
-    session.cached = cached;
+    const pass = passOf(known.allowlist, now, policy);
+    if (options.count) passTallies[pass.kind].inc();
     let lookups: readonly ZoneLookup[] = [];
-    if (cached) {
-      session.add({ check: 'allowlist-cache', weight: 0, reason: 'passed a hold before (allowlist cache)', class: 'allowlisted' });
+    if (pass.kind === 'address') {
+      // A client that passed before skips the costly checks and the hold (postscreen's PASS OLD).
+      session.passed = 'address';
+      session.add(pass.evidence);
+      if (rate) session.add(rate);
       if (options.needName) session.clientName = (await this.#rdns(address, ip)).name;
     } else {
       const bl = checkDnsZones(client, policy.dnsbl, 'dnsbl', state.dns);
       const wl = checkDnsZones(client, policy.dnswl, 'dnswl', state.dns);
-      // Greylisting's rDNS exemptions need the name too.
+      // The known-sender rules need the name too.
       const rdns = options.needName || this.#policyNeedsName ? this.#rdns(address, ip) : undefined;
       if (bl instanceof Promise || wl instanceof Promise || rdns instanceof Promise) lookups = addDnsEvidence(session, ...(await Promise.all([bl, wl, rdns])));
       else lookups = addDnsEvidence(session, bl, wl, rdns);
+      this.#vouch(session, client, rate, pass);
     }
     verdictTallies[session.held && session.verdict === 'pass' ? 'tarpit' : session.verdict].inc();
-    return { session, report: { lookups, cached, reputation: known.reputation } };
+    return { session, report: { lookups, cached: pass.kind === 'address', reputation: known.reputation } };
+  }
+
+  /**
+   * Who vouches for a client the allowlist cache did not pass by its own
+   * address: a known-sender rule, or its network's pass. Nobody: it is a
+   * first contact, held before it may deliver (DESIGN §2); one that came back
+   * too soon after its 451 is held again, with the early retry as evidence.
+   */
+  #vouch(session: SessionPolicy, client: string | Ip, rate: Evidence | undefined, pass: Pass): void {
+    const policy = session.policy;
+    const known = policy.firstContact.enabled || policy.greylisting.enabled ? checkKnownSender({ address: client, clientName: session.clientName, score: session.score.total }, policy) : undefined;
+    record('known-sender', known !== undefined);
+    if (known !== undefined) {
+      session.knownSender = known.rule;
+      session.add(known.evidence);
+    } else if (rate) session.add(rate);
+    if (pass.kind === 'network') {
+      session.passed = 'network';
+      session.add(pass.evidence);
+    } else if (pass.kind === 'early') {
+      record('early-retry', true);
+      session.add(pass.evidence);
+    }
+    session.firstContact = policy.firstContact.enabled && known === undefined && session.passed === undefined;
+    if (session.firstContact) session.add(FIRST_CONTACT);
+  }
+
+  /** The client's allowlist network (allowlistCache.network), or undefined when network passes are off. */
+  #allowlistNetwork(ip: Ip, group: string): string | undefined {
+    const network = this.policy.allowlistCache.network;
+    if (!network.enabled) return undefined;
+    // The shipped policy counts rates by the same /24 and /64: one key, computed once.
+    const rate = this.policy.rate.group;
+    return network.ipv4 === rate.ipv4 && network.ipv6 === rate.ipv6 ? group : clientGroup(ip, network);
   }
 
   #rdns(address: string, ip: Ip | undefined): MaybePromise<RdnsCheck> {
@@ -165,9 +207,27 @@ export class PolicyEngine {
     });
   }
 
-  /** A held client sat its hold out and behaved: remember it so its retry is relayed at once. */
-  survived(session: SessionPolicy): MaybePromise<void> {
-    return this.state.store.allowlist(addressKey(session.address), 'survived the first-contact hold', session.policy.allowlistCache.ttl, Date.now());
+  /**
+   * A held client sat its hold out and behaved: remember it, and its network
+   * unless that network's history is bad, so its retry (or a neighbour's, a
+   * pool's) is relayed at once. `deferred`: it was told 451 and its retry
+   * counts only after `firstContact.minRetryDelay`; a greet wait's survivor,
+   * relayed in the same connection, counts at once.
+   */
+  survived(session: SessionPolicy, deferred: boolean): MaybePromise<AllowlistOutcome> {
+    const policy = session.policy;
+    const network = policy.allowlistCache.network;
+    const ip = parseIp(session.address);
+    return this.state.store.allowlist(
+      {
+        client: ip === undefined ? session.address : addressKey(ip),
+        reason: deferred ? 'sat the first-contact hold out, told to retry' : 'sat the greet wait out, relayed',
+        ttl: policy.allowlistCache.ttl,
+        deferred,
+        network: ip === undefined || !network.enabled ? undefined : { key: clientGroup(ip, network), ttl: network.ttl, reputationGroup: groupOf(session) },
+      },
+      Date.now(),
+    );
   }
 
   /**
@@ -180,7 +240,7 @@ export class PolicyEngine {
     if (!policy.greylisting.enabled) return 'greylisting is off';
     if (session.verdict !== 'pass') return `verdict ${session.verdict}: never relayed`;
     if (session.held) return 'held as a first contact: never relayed';
-    return greylistExemption({ trusted: session.trusted, cached: session.cached, clientName: session.clientName, score: session.score.total }, policy);
+    return greylistExemption(session);
   }
 
   /**
@@ -237,11 +297,46 @@ function addDnsEvidence(session: SessionPolicy, bl: ZoneCheck, wl: ZoneCheck, rd
     session.add(rdns.evidence);
     session.clientName = rdns.name;
   }
-  // Nobody vouched for this client: hold it before it may deliver (DESIGN §2, first contact).
-  const vouched = wl.evidence.some((e) => e.weight < 0);
-  session.firstContact = session.policy.firstContact.enabled && !vouched;
-  if (session.firstContact) session.add({ check: 'first-contact', weight: 0, reason: 'not seen before: held before it may deliver', class: 'first-contact' });
   return lookups;
+}
+
+const FIRST_CONTACT: Evidence = Object.freeze({ check: 'first-contact', weight: 0, reason: 'not seen before: held before it may deliver', class: 'first-contact' });
+
+/** What the allowlist cache's entries are worth now (issue 11): a pass by address or network, an early retry, or nothing. */
+type Pass =
+  | { readonly kind: 'address' | 'network' | 'early'; readonly evidence: Evidence }
+  | { readonly kind: 'miss' };
+
+const MISS: Pass = { kind: 'miss' };
+const ADDRESS_PASS: Pass = Object.freeze({ kind: 'address', evidence: Object.freeze({ check: 'allowlist-cache', weight: 0, reason: 'passed a hold before (allowlist cache)', class: 'allowlisted' }) });
+
+/**
+ * A deferred pass counts for a retry only after the pause (retry-delay.ts,
+ * the rule greylisting keeps too). The client's own entry decides first: its
+ * own retry too soon is an early retry, evidence against it, whatever its
+ * network's entry says; a network's entry too young is simply no pass yet (a
+ * neighbour connecting for another message is not retrying).
+ */
+function passOf(marks: AllowlistMarks, now: number, policy: Policy): Pass {
+  const { address, network } = marks;
+  const minDelay = policy.firstContact.minRetryDelay;
+  if (address !== undefined) {
+    if (!address.deferred || !retriedTooSoon(address.since, now, minDelay)) return ADDRESS_PASS;
+    const after = Math.max(0, Math.round((now - address.since) / 100) / 10);
+    return {
+      kind: 'early',
+      evidence: {
+        check: 'early-retry',
+        weight: policy.firstContact.earlyRetry,
+        class: 'first-contact',
+        reason: `came back ${after} s after its 451; a retry counts from ${minDelay} s on (firstContact.minRetryDelay)`,
+      },
+    };
+  }
+  if (network !== undefined && !(network.deferred && retriedTooSoon(network.since, now, minDelay))) {
+    return { kind: 'network', evidence: { check: 'allowlist-cache', weight: 0, reason: 'its network passed a hold (allowlist cache, allowlistCache.network)', class: 'allowlisted' } };
+  }
+  return MISS;
 }
 
 /** Whether evidence counts as a hit in smtp_tarpit_checks_total: it weighs something, or it vouches for the client. */
@@ -266,6 +361,14 @@ function checkTally(check: string, result: CheckResult): Tally {
   }
   return tallies[result];
 }
+
+/** smtp_tarpit_allowlist_cache_total by what the cache's entries were worth. */
+const passTallies: Readonly<Record<Pass['kind'], Tally>> = {
+  address: allowlistCacheTotal.tally({ result: 'hit' }),
+  network: allowlistCacheTotal.tally({ result: 'network' }),
+  early: allowlistCacheTotal.tally({ result: 'early' }),
+  miss: allowlistCacheTotal.tally({ result: 'miss' }),
+};
 
 const verdictTallies: Readonly<Record<Verdict, Tally>> = {
   pass: verdictsTotal.tally({ verdict: 'pass' }),

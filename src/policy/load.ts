@@ -16,7 +16,7 @@ import { withoutTrailingDot } from './dns/query-name.js';
 import { CidrListError, compileCidrList, parseCidrListText, type CidrList } from './lists/cidr-list.js';
 import { AnswerRangeError, parseAnswerRange } from './lists/answer-range.js';
 import { PolicyError, PolicyErrors, policyWarning, type PolicyWarning } from './policy-error.js';
-import { POLICY_SCHEMA, type RawPolicy, type RawProfile, type RawZone } from './schema.js';
+import { KNOWN_SENDER_SUFFIXES, POLICY_SCHEMA, type RawPolicy, type RawProfile, type RawZone } from './schema.js';
 import type { AnswerRange, DnsZone, Policy, TarpitProfile } from './spec.js';
 import { longestReply, type Wait } from '../tarpit/hold-commands.js';
 
@@ -118,9 +118,11 @@ class Loader {
     this.warnAboutProfiles(profiles, firstContactProfile);
     const allow = this.compileList(['lists', 'allow'], this.listFileName(['lists', 'allow']));
     const block = this.compileList(['lists', 'block'], this.listFileName(['lists', 'block']));
+    const knownNetworks = this.compileList(['knownSenders', 'networks'], this.listFileName(['knownSenders', 'networks']));
     const dnsbl = this.compileZones('dnsbl');
     const dnswl = this.compileZones('dnswl');
-    if (this.errors.length > 0 || !firstContactProfile || !tarpitProfile || !allow || !block || !dnsbl || !dnswl) return undefined;
+    const known = this.compileKnownSenders();
+    if (this.errors.length > 0 || !firstContactProfile || !tarpitProfile || !allow || !block || !knownNetworks || !known || !dnsbl || !dnswl) return undefined;
 
     // No errors: the schema accepted every shape and filled every default.
     const r = this.raw as unknown as RawPolicy;
@@ -135,12 +137,13 @@ class Loader {
       dnswl,
       rdns: { ...r.rdns },
       helo: { ...r.helo },
-      firstContact: { enabled: r.firstContact.enabled, profile: firstContactProfile },
+      firstContact: { enabled: r.firstContact.enabled, profile: firstContactProfile, minRetryDelay: r.firstContact.minRetryDelay, earlyRetry: r.firstContact.earlyRetry },
+      knownSenders: { ...known, networks: knownNetworks },
       pregreet: r.pregreet,
       protocol: { ...r.protocol },
       harvest: { ...r.harvest },
       rate: { group: { ...r.rate.group }, maxConcurrent: r.rate.maxConcurrent, maxPerMinute: r.rate.maxPerMinute, weight: r.rate.weight },
-      allowlistCache: { ...r.allowlistCache },
+      allowlistCache: { ttl: r.allowlistCache.ttl, maxEntries: r.allowlistCache.maxEntries, network: { ...r.allowlistCache.network } },
       greylisting: this.compileGreylisting(r.greylisting),
       reputation: { ...r.reputation },
       profiles: frozenMap(profiles),
@@ -161,25 +164,48 @@ class Loader {
     }
   }
 
-  /** Suffixes in one spelling (lower case, no dots at either end), so the check compares names as they are. */
-  private compileGreylisting(g: RawPolicy['greylisting']): Policy['greylisting'] {
-    const suffixes: string[] = [];
-    g.exempt.rdnsSuffixes.forEach((raw, i) => {
-      const suffix = withoutTrailingDot(raw.toLowerCase()).replace(/^\.+/, '');
-      const problem = zoneNameProblem(suffix);
-      // One label ("com") would exempt a whole top-level domain: almost surely a mistake, but a valid one.
-      if (problem && suffix.includes('.')) this.error(['greylisting', 'exempt', 'rdnsSuffixes', String(i)], problem.replace('DNS zone name', 'domain name'));
-      else if (problem) this.warnings.push(this.yaml.issue(['greylisting', 'exempt', 'rdnsSuffixes', String(i)], `"${suffix}" exempts every client name under it`));
-      suffixes.push(suffix);
-    });
+  /**
+   * `knownSenders`, or the deprecated `greylisting.exempt` it replaced (issue
+   * 11) when only that is written: its clients now skip the first-contact
+   * hold too, which is why it moved. Both written is a mistake, reported.
+   */
+  private compileKnownSenders(): Omit<Policy['knownSenders'], 'networks'> | undefined {
+    const oldPath = ['greylisting', 'exempt'];
+    const known = ['knownSenders'];
+    const old = this.yaml.written(oldPath) && this.clean(oldPath);
+    if (old && this.yaml.written(known)) {
+      this.error(oldPath, 'moved to knownSenders, which this file sets too: move its entries there and remove greylisting.exempt');
+      return undefined;
+    }
+    if (old) {
+      this.warnings.push(
+        this.yaml.issue(oldPath, 'deprecated: rename to knownSenders (a top-level key, same entries); known senders now skip the first-contact hold as well as greylisting', 'key'),
+      );
+    }
+    const from = old ? oldPath : known;
+    if (!this.clean(from)) return undefined;
+    const suffixes = this.get([...from, 'rdnsSuffixes']);
+    const trustedBelow = this.get([...from, 'trustedBelow']);
     return {
-      enabled: g.enabled,
-      minDelay: g.minDelay,
-      pendingExpiry: g.pendingExpiry,
-      passedExpiry: g.passedExpiry,
-      network: { ...g.network },
-      exempt: { rdnsSuffixes: suffixes, trustedBelow: g.exempt.trustedBelow },
+      rdnsSuffixes: this.compileSuffixes([...from, 'rdnsSuffixes'], Array.isArray(suffixes) ? (suffixes as string[]) : KNOWN_SENDER_SUFFIXES),
+      trustedBelow: typeof trustedBelow === 'number' ? trustedBelow : knownDefault('trustedBelow'),
     };
+  }
+
+  /** Suffixes in one spelling (lower case, no dots at either end), so the check compares names as they are. */
+  private compileSuffixes(path: YamlPath, raw: readonly string[]): string[] {
+    return raw.map((written, i) => {
+      const suffix = withoutTrailingDot(written.toLowerCase()).replace(/^\.+/, '');
+      const problem = zoneNameProblem(suffix);
+      // One label ("com") would vouch for a whole top-level domain: almost surely a mistake, but a valid one.
+      if (problem && suffix.includes('.')) this.error([...path, String(i)], problem.replace('DNS zone name', 'domain name'));
+      else if (problem) this.warnings.push(this.yaml.issue([...path, String(i)], `"${suffix}" vouches for every client name under it`));
+      return suffix;
+    });
+  }
+
+  private compileGreylisting(g: RawPolicy['greylisting']): Policy['greylisting'] {
+    return { enabled: g.enabled, minDelay: g.minDelay, pendingExpiry: g.pendingExpiry, passedExpiry: g.passedExpiry, network: { ...g.network } };
   }
 
   /** A retry is accepted after minDelay and before pendingExpiry: with the two the wrong way round, nothing ever passes. */
@@ -394,6 +420,10 @@ class Loader {
 
 function blockWeightDefault(): number {
   return POLICY_SCHEMA.properties.lists.properties.block.properties.weight.default;
+}
+
+function knownDefault(key: 'trustedBelow'): number {
+  return POLICY_SCHEMA.properties.knownSenders.properties[key].default;
 }
 
 /** Every bad line of a list that failed to compile, not just the first. */

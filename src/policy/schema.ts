@@ -18,6 +18,34 @@ const DELAY = { type: 'number', minimum: 0, maximum: 300, default: 0 } as const;
 const FILE_NAME = { type: 'string', minLength: 1, description: 'List file name, relative to the policy directory.' } as const;
 const PROFILE_NAME = { type: 'string', minLength: 1 } as const;
 
+/**
+ * The big mailbox providers' and ESPs' outbound pools, by the domain their
+ * forward-confirmed reverse DNS names end in (as their Received lines show).
+ * They retry from any address of a large pool, so the first-contact hold
+ * would meet them again and again. policies/policy.yaml lists the same, each
+ * with a comment; a test keeps the two equal.
+ */
+export const KNOWN_SENDER_SUFFIXES = [
+  'google.com',
+  'outlook.com',
+  'yahoo.com',
+  'icloud.com',
+  'me.com',
+  'amazonses.com',
+  'sendgrid.net',
+  'mandrillapp.com',
+  'mcsv.net',
+  'rsgsv.net',
+  'mailgun.net',
+  'mtasv.net',
+  'sparkpostmail.com',
+  'zoho.com',
+  'zoho.eu',
+  'messagingengine.com',
+  'protonmail.ch',
+  'proton.ch',
+];
+
 const DNS_ZONE = {
   type: 'object',
   additionalProperties: false,
@@ -228,10 +256,19 @@ export const POLICY_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       default: {},
-      description: 'A client that neither the allow list, the allowlist cache nor a DNSWL knows is held before it can deliver.',
+      description: 'A client that neither the allow list, the allowlist cache nor a knownSenders rule vouches for is held before it can deliver; it sits the hold out once, and its retry is relayed.',
       properties: {
         enabled: { type: 'boolean', default: true, description: 'false: unknown clients are only scored, not held.' },
         profile: { ...PROFILE_NAME, default: 'first-contact', description: 'The profile (under `profiles`) that holds a first contact.' },
+        minRetryDelay: {
+          type: 'number',
+          minimum: 0,
+          maximum: 86400,
+          default: 60,
+          description:
+            'Seconds after its 451 before a survivor\'s retry is relayed (and a neighbour\'s, through its network\'s pass). Sooner, it is held again: real MTAs retry from their queue after minutes (Postfix: minimal_backoff_time, 300 s), a bot that sat the hold out comes straight back. 0: any retry counts.',
+        },
+        earlyRetry: { ...WEIGHT, default: 1, description: 'Added to the score of a client that comes back sooner than minRetryDelay after its 451.' },
       },
     },
     allowlistCache: {
@@ -241,7 +278,47 @@ export const POLICY_SCHEMA = {
       description: 'Clients that passed skip the first-contact hold and the DNS checks until their entry expires.',
       properties: {
         ttl: { type: 'number', exclusiveMinimum: 0, maximum: 31536000, default: 604800, description: 'Seconds an entry lives (604800: 7 days; at most a year).' },
-        maxEntries: { type: 'integer', minimum: 1, maximum: 10000000, default: 100000, description: 'Most clients remembered (memory is bounded by it); the least recently seen go first.' },
+        maxEntries: {
+          type: 'integer',
+          minimum: 1,
+          maximum: 10000000,
+          default: 100000,
+          description: 'Most entries remembered, clients and networks together (memory is bounded by it); the least recently seen go first.',
+        },
+        network: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description:
+            'A survivor\'s network is remembered too, so a pool\'s retry from a neighbour address is relayed at once (big senders retry from another address of their pool). Not for a network whose bad sessions outnumber its delivered ones.',
+          properties: {
+            enabled: { type: 'boolean', default: true, description: 'false: only the exact address that sat the hold out is remembered.' },
+            ttl: { type: 'number', exclusiveMinimum: 0, maximum: 31536000, default: 86400, description: 'Seconds a network stays remembered (86400: a day); shorter than the address\'s.' },
+            ipv4: { type: 'integer', minimum: 8, maximum: 32, default: 24, description: 'IPv4 prefix length of the network (24: a /24).' },
+            ipv6: { type: 'integer', minimum: 16, maximum: 128, default: 64, description: 'IPv6 prefix length of the network (64: one site).' },
+          },
+        },
+      },
+    },
+    knownSenders: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description:
+        'Senders that need no test: they skip the first-contact hold and greylisting and are not weighed by the rate limits, so their first message is relayed at once. Everything else still counts (block list, DNSBL, HELO, protocol). For partners that must never be checked, use lists.allow.',
+      properties: {
+        rdnsSuffixes: {
+          type: 'array',
+          items: { type: 'string', minLength: 1, maxLength: 253 },
+          default: KNOWN_SENDER_SUFFIXES,
+          description:
+            'Forward-confirmed reverse DNS names under one of these domains (google.com covers mail-wr1-f41.google.com): only the domain\'s owner can make a name under it resolve to an address, so a confirmed name cannot be faked.',
+        },
+        trustedBelow: { type: 'number', minimum: -1000, maximum: 1000, default: 0, description: 'A client whose score at connect is below this is known: some check vouched for it (a DNSWL\'s negative weight).' },
+        networks: {
+          ...FILE_NAME,
+          description: 'A list file of known senders\' networks (one address or CIDR per line), e.g. made by `smtp-tarpit allowlist spf google.com outlook.com …`. Absent: none.',
+        },
       },
     },
     greylisting: {
@@ -286,16 +363,14 @@ export const POLICY_SCHEMA = {
         exempt: {
           type: 'object',
           additionalProperties: false,
-          default: {},
-          description: 'Clients never greylisted, beside the allow list and clients in the allowlist cache (they passed a hold).',
+          description: 'Deprecated: moved to knownSenders, which spares the same clients the first-contact hold too. Still read when knownSenders is not written, with a warning.',
           properties: {
             rdnsSuffixes: {
               type: 'array',
               items: { type: 'string', minLength: 1, maxLength: 253 },
-              default: ['google.com', 'outlook.com', 'yahoo.com', 'amazonses.com'],
-              description: 'Forward-confirmed reverse DNS names ending in one of these domains (.google.com matches mail-x.google.com): big senders that retry from a pool of addresses.',
+              description: 'Deprecated: knownSenders.rdnsSuffixes.',
             },
-            trustedBelow: { type: 'number', minimum: -1000, maximum: 1000, default: 0, description: 'Clients whose score is below this (a DNSWL listing\'s negative weight) are not greylisted.' },
+            trustedBelow: { type: 'number', minimum: -1000, maximum: 1000, description: 'Deprecated: knownSenders.trustedBelow.' },
           },
         },
       },
@@ -349,15 +424,17 @@ export interface RawPolicy {
   protocol: { pipelining: number; bareLf: number; nonSmtp: number };
   harvest: { rejected: number; window: number; weight: number };
   rate: { group: { ipv4: number; ipv6: number }; maxConcurrent: number; maxPerMinute: number; weight: number };
-  firstContact: { enabled: boolean; profile: string };
-  allowlistCache: { ttl: number; maxEntries: number };
+  firstContact: { enabled: boolean; profile: string; minRetryDelay: number; earlyRetry: number };
+  allowlistCache: { ttl: number; maxEntries: number; network: { enabled: boolean; ttl: number; ipv4: number; ipv6: number } };
+  knownSenders: { rdnsSuffixes: string[]; trustedBelow: number; networks?: string };
   greylisting: {
     enabled: boolean;
     minDelay: number;
     pendingExpiry: number;
     passedExpiry: number;
     network: { ipv4: number; ipv6: number };
-    exempt: { rdnsSuffixes: string[]; trustedBelow: number };
+    /** Deprecated (knownSenders); no defaults: present only when written. */
+    exempt?: { rdnsSuffixes?: string[]; trustedBelow?: number };
   };
   reputation: { enabled: boolean; weight: number; threshold: number; halfLife: number };
   tarpit: { profile: string };

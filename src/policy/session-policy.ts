@@ -14,6 +14,21 @@ import { REASON_TEXT, VERDICTS, type Evidence, type ReasonClass, type Verdict } 
 import { Score } from './score.js';
 import type { Policy, RejectStage, TarpitProfile } from './spec.js';
 import type { RateSlot } from '../state/store.js';
+import { localHoldHint, type AdviceSubject } from './advice.js';
+
+/** What the session's log line and `explain` say about its standing. */
+export interface SessionSummary {
+  readonly verdict: Verdict;
+  readonly score: number;
+  readonly firstContact: boolean;
+  /** The knownSenders rule that vouched. */
+  readonly knownSender?: string;
+  /** The allowlist cache vouched: for this address, or for its network. */
+  readonly passed?: 'address' | 'network';
+  readonly reasons: string[];
+  /** For a loopback or private client held on rDNS or HELO evidence: why, and what lets it through (advice.ts). */
+  readonly hint?: string;
+}
 
 /** What to do at a stage, given the verdict so far. */
 export type StageAction =
@@ -45,8 +60,14 @@ export class SessionPolicy {
   readonly trusted: boolean;
   readonly group: string | undefined;
   readonly score: Score;
-  /** The client was in the allowlist cache at connect (it passed a hold): set by the engine. */
-  cached = false;
+  /**
+   * The allowlist cache vouched at connect (set by the engine): the client's
+   * own address passed a hold (`address`: the costly checks are skipped too),
+   * or a neighbour in its network did (`network`).
+   */
+  passed: 'address' | 'network' | undefined = undefined;
+  /** The knownSenders rule that vouched for the client (set by the engine), e.g. `knownSenders.rdnsSuffixes: google.com`. */
+  knownSender: string | undefined = undefined;
   /** Set by the engine once the connect-stage checks are in: first contact holds a client nobody vouched for. */
   firstContact = false;
   /** The forward-confirmed client name for XCLIENT NAME (`[UNAVAILABLE]` when none). */
@@ -146,13 +167,22 @@ export class SessionPolicy {
     }
   }
 
-  /** One line's worth for the session log and `explain`. */
-  summary(): { verdict: Verdict; score: number; firstContact: boolean; reasons: string[] } {
+  /** The session as advice.ts reads it. */
+  advice(): AdviceSubject {
+    return { address: this.address, evidence: this.score.evidence, score: this.score.total, verdict: this.current, firstContact: this.firstContact, policy: this.policy };
+  }
+
+  /** One line's worth for the session log and `explain`: who vouched (if anyone), and for a local client held on rDNS or HELO evidence, why in plain words. */
+  summary(): SessionSummary {
+    const hint = this.held ? localHoldHint(this.advice()) : undefined;
     return {
       verdict: this.current,
       score: this.score.total,
       firstContact: this.firstContact,
+      ...(this.knownSender !== undefined && { knownSender: this.knownSender }),
+      ...(this.passed !== undefined && { passed: this.passed }),
       reasons: this.score.evidence.map((e) => `${e.check}${e.weight === 0 ? '' : e.weight > 0 ? ` +${e.weight}` : ` ${e.weight}`}: ${e.reason}`),
+      ...(hint !== undefined && { hint }),
     };
   }
 }

@@ -93,8 +93,25 @@ export interface Policy {
   };
   readonly firstContact: {
     readonly enabled: boolean;
-    /** The hold a client meets when neither the allow list, the allowlist cache nor a DNSWL knows it. */
+    /** The hold a client meets when neither the allow list, the allowlist cache nor a known-sender rule vouches for it. */
     readonly profile: TarpitProfile;
+    /** Seconds after its 451 before a survivor's retry (or its network's neighbour's) counts; sooner, it is held again (issue 11). */
+    readonly minRetryDelay: number;
+    /** Weight of a retry sooner than `minRetryDelay`. */
+    readonly earlyRetry: number;
+  };
+  /**
+   * Senders that need no test (issue 11): no first-contact hold, no
+   * greylisting, no rate weight. Each rule is one way of vouching; the
+   * session names the one that did.
+   */
+  readonly knownSenders: {
+    /** FCrDNS names ending in one of these (lower case, no leading or trailing dot). */
+    readonly rdnsSuffixes: readonly string[];
+    /** A score at connect below this means some check vouched for the client (a DNSWL listing). */
+    readonly trustedBelow: number;
+    /** Known senders' networks (`knownSenders.networks`, e.g. walked from SPF records); empty when none. */
+    readonly networks: CidrList;
   };
   /** Weight for talking before our reply (before the banner, or while a reply is held). */
   readonly pregreet: number;
@@ -118,12 +135,18 @@ export interface Policy {
     readonly maxPerMinute: number;
     readonly weight: number;
   };
-  readonly allowlistCache: { readonly ttl: number; readonly maxEntries: number };
+  readonly allowlistCache: {
+    readonly ttl: number;
+    readonly maxEntries: number;
+    /** A survivor's network is remembered too (for `ttl` seconds, by these prefix lengths), so a pool's neighbour is relayed. */
+    readonly network: { readonly enabled: boolean; readonly ttl: number; readonly ipv4: number; readonly ipv6: number };
+  };
   /**
    * The retry test at RCPT (issue 6): a clean client's first try of a
    * (network, sender, recipient) triplet gets 451 4.7.1; a retry after
    * `minDelay` and within `pendingExpiry` passes and lets its network through
-   * for `passedExpiry`. Satisfies the store's GreylistSettings.
+   * for `passedExpiry`. Satisfies the store's GreylistSettings. Never
+   * greylisted: the allow list, the allowlist cache and `knownSenders`.
    */
   readonly greylisting: {
     readonly enabled: boolean;
@@ -132,12 +155,6 @@ export interface Policy {
     readonly passedExpiry: number;
     /** Prefix lengths of the triplet's network: big senders retry from another address of their pool. */
     readonly network: { readonly ipv4: number; readonly ipv6: number };
-    readonly exempt: {
-      /** FCrDNS names ending in one of these (lower case, no leading or trailing dot) are never greylisted. */
-      readonly rdnsSuffixes: readonly string[];
-      /** A score below this means some check vouched for the client (a DNSWL listing): never greylisted. */
-      readonly trustedBelow: number;
-    };
   };
   /** Per network (rate group) history of bad and delivered sessions, decayed; evidence at connect. */
   readonly reputation: {

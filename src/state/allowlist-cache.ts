@@ -3,26 +3,46 @@
  * first-contact hold out quietly is remembered here and skips the hold and the
  * costly checks until its entry expires. Keyed by exact address, IPv4-mapped
  * folded and canonical (client-group.ts), so a dual-stack listener's
- * `::ffff:192.0.2.1` and a plain `192.0.2.1` are one client.
+ * `::ffff:192.0.2.1` and a plain `192.0.2.1` are one client; a survivor's
+ * network (issue 11: a pool retries from a neighbour) is an entry of its own
+ * under `networkKey`, in the same bounded cache.
+ *
+ * The cache only remembers: whether an entry is worth a pass yet (a retry
+ * after the pause) is the policy's decision, which also counts the lookups
+ * (smtp_tarpit_allowlist_cache_total).
  */
 import { ms } from './duration.js';
 import { LRUCache } from 'lru-cache';
 
 import type { Ip } from '../core/ip.js';
 import { addressKey } from './client-group.js';
-import { allowlistCacheEntries, allowlistCacheHit, allowlistCacheMiss, stateEvictionsTotal } from './metrics.js';
+import { allowlistCacheEntries, stateEvictionsTotal } from './metrics.js';
+import type { AllowlistMark, AllowlistMarks } from './store.js';
 
-export interface AllowlistEntry {
+export interface AllowlistEntry extends AllowlistMark {
   /** Why the client was allowlisted ("sat out the first-contact hold"). */
   readonly reason: string;
-  /** When, in milliseconds of the store's clock (by default the Unix epoch, as `Date.now()`). */
-  readonly since: number;
+}
+
+const NETWORK_PREFIX = 'net ';
+
+/** A network's key in the cache: never an address key, which has no space. */
+export function networkKey(network: string): string {
+  return `${NETWORK_PREFIX}${network}`;
+}
+
+const NO_MARKS: AllowlistMarks = Object.freeze({ address: undefined, network: undefined });
+
+/** The marks `connect` answers with, in one shape whichever store found them (reasons stay in the store). */
+export function allowlistMarks(address: AllowlistMark | undefined, network: AllowlistMark | undefined): AllowlistMarks {
+  if (address === undefined && network === undefined) return NO_MARKS;
+  return { address: address && { since: address.since, deferred: address.deferred }, network: network && { since: network.since, deferred: network.deferred } };
 }
 
 export interface AllowlistCacheOptions {
-  /** Seconds an entry lives (policy `allowlistCache.ttl`). */
+  /** Seconds an entry lives unless `add` says otherwise (policy `allowlistCache.ttl`). */
   readonly ttl: number;
-  /** Most entries (policy `allowlistCache.maxEntries`); the least recently seen client goes first. */
+  /** Most entries, addresses and networks together (policy `allowlistCache.maxEntries`); the least recently seen go first. */
   readonly maxEntries: number;
   /**
    * Clock in milliseconds (tests inject one). Default `Date.now`, not a
@@ -45,29 +65,26 @@ export class AllowlistCache {
     allowlistCacheEntries.set(0);
   }
 
-  /** Whether `address` (text, or already parsed) passed before and has not expired; counts a hit or a miss. */
-  has(address: string | Ip): boolean {
-    return this.hasKey(addressKey(address));
+  /** The unexpired entry under `key` (an address key, or `networkKey(…)`), refreshing its recency. */
+  get(key: string): AllowlistEntry | undefined {
+    return this.#cache.get(key);
   }
 
-  /** `has` for a key already in canonical form (client-group.ts `addressKey`), as the engine computes it once per client. */
-  hasKey(key: string): boolean {
-    const hit = this.#cache.get(key) !== undefined;
-    (hit ? allowlistCacheHit : allowlistCacheMiss).inc();
-    return hit;
-  }
-
-  /** The entry for `address` without counting a lookup or refreshing its place (for `explain` and logs). */
-  peek(address: string): AllowlistEntry | undefined {
+  /** The entry for `address` (text or parsed; a `networkKey`, not an address, is its own key) without refreshing its place (for `explain` and tests). */
+  peek(address: string | Ip): AllowlistEntry | undefined {
     return this.#cache.peek(addressKey(address));
   }
 
-  /** `ttl` (seconds) for this entry alone; default the cache's. */
-  add(address: string, reason: string, ttl?: number): void {
-    const entry = { reason, since: this.#now() };
-    if (ttl === undefined) this.#cache.set(addressKey(address), entry);
-    else this.#cache.set(addressKey(address), entry, { ttl: ms(ttl) });
+  /**
+   * Remembers `key` for `ttl` seconds (default the cache's), unless an
+   * unexpired entry is there already: that one keeps its time (store.ts says why).
+   */
+  add(key: string, entry: AllowlistEntry, ttl?: number): 'added' | 'kept' {
+    if (this.#cache.peek(key) !== undefined) return 'kept';
+    if (ttl === undefined) this.#cache.set(key, entry);
+    else this.#cache.set(key, entry, { ttl: ms(ttl) });
     allowlistCacheEntries.set(this.#cache.size);
+    return 'added';
   }
 
   get size(): number {
@@ -87,8 +104,8 @@ export class AllowlistCache {
    * New TTL and size from a reloaded policy. lru-cache fixes `max` at
    * construction, so the entries move to a new cache, least recently used
    * first so recency survives and a smaller cache keeps the most recent ones.
-   * Each entry keeps its age: it expires `ttl` after it was added, under the
-   * new TTL; entries already older than that are dropped.
+   * Each address entry keeps its age: it expires `ttl` after it was added,
+   * under the new TTL; entries already older than that are dropped.
    */
   resize(ttl: number, maxEntries: number): void {
     const newTtl = ms(ttl);
@@ -98,8 +115,10 @@ export class AllowlistCache {
     for (const key of this.#cache.rkeys()) {
       // peek: no recency change, and undefined for an entry already expired.
       const entry = this.#cache.peek(key);
-      if (entry === undefined || now - entry.since >= newTtl) continue;
-      next.set(key, entry, { start: entry.since });
+      if (entry === undefined) continue;
+      // A network's entry has a TTL of its own (allowlistCache.network.ttl): it keeps what it has left.
+      if (key.startsWith(NETWORK_PREFIX)) next.set(key, entry, { ttl: Math.max(1, this.#cache.getRemainingTTL(key)) });
+      else if (now - entry.since < newTtl) next.set(key, entry, { start: entry.since });
     }
     this.#cache = next;
     this.#ttlMs = newTtl;

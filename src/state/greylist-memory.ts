@@ -9,6 +9,7 @@ import { ms } from './duration.js';
 import { LRUCache } from 'lru-cache';
 
 import { stateEvictionsTotal } from './metrics.js';
+import { retriedTooSoon } from './retry-delay.js';
 import type { GreylistKey, GreylistOutcome, GreylistSettings } from './store.js';
 
 /**
@@ -66,9 +67,8 @@ export class MemoryGreylist {
       this.#pending.set(triplet, now, { ttl: pendingMs * PENDING_KEEP_FACTOR });
       return 'new';
     }
-    const age = now - first;
-    if (age < Math.round(settings.minDelay * 1000)) return 'early';
-    if (age >= pendingMs) {
+    if (retriedTooSoon(first, now, settings.minDelay)) return 'early';
+    if (now - first >= pendingMs) {
       this.#pending.set(triplet, now, { ttl: pendingMs * PENDING_KEEP_FACTOR });
       return 'expired';
     }

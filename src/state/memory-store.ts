@@ -17,19 +17,23 @@
  * histogram (two performance.now() calls and an observation) added 1.8–2.3 µs,
  * more than the work it would time.
  */
-import { AllowlistCache } from './allowlist-cache.js';
+import { AllowlistCache, allowlistMarks, networkKey, type AllowlistEntry } from './allowlist-cache.js';
 import { MemoryGreylist, type GreylistPeek } from './greylist-memory.js';
 import { HarvestWindow } from './harvest-window.js';
 import { greylistOutcomes, storeOperation } from './metrics.js';
 import { RateLimiter } from './rate-limiter.js';
 import { MemoryReputation } from './reputation-memory.js';
 import type {
+  AllowlistMarks,
+  AllowlistOutcome,
+  AllowlistWrite,
   ConnectQuery,
   ConnectState,
   GreylistKey,
   GreylistOutcome,
   GreylistSettings,
   RateSlot,
+  ReputationSnapshot,
   SessionOutcome,
   StateStore,
   StoreHealth,
@@ -108,12 +112,17 @@ export class MemoryStore implements StateStore {
     this.#ops.connect.inc();
     const reputation = this.#reputation.get(query.group);
     if (!query.count) {
-      // Look, don't touch: no hit counted, no recency refreshed.
-      return { allowlisted: this.#allowlist.peek(query.client) !== undefined, rate: this.#rates.snapshot(query.group), reputation };
+      // Look, don't touch: no recency refreshed.
+      return { allowlist: this.#marks(query, (key) => this.#allowlist.peek(key)), rate: this.#rates.snapshot(query.group), reputation };
     }
-    const allowlisted = this.#allowlist.hasKey(query.client);
+    const allowlist = this.#marks(query, (key) => this.#allowlist.get(key));
     const slot = this.#rates.open(query.group);
-    return { allowlisted, rate: slot.snapshot, reputation, slot };
+    return { allowlist, rate: slot.snapshot, reputation, slot };
+  }
+
+  /** The client's and its network's entries. */
+  #marks(query: ConnectQuery, look: (key: string) => AllowlistEntry | undefined): AllowlistMarks {
+    return allowlistMarks(look(query.client), query.network === undefined ? undefined : look(networkKey(query.network)));
   }
 
   finish(group: string, outcome: SessionOutcome, now: number, slot?: RateSlot): void {
@@ -124,13 +133,18 @@ export class MemoryStore implements StateStore {
   }
 
   /**
-   * `ttl` is the policy's of the session that asks: per entry, so sessions
+   * TTLs are the policy's of the session that asks: per entry, so sessions
    * still on a policy from before a reload never re-time the whole cache.
    */
-  allowlist(client: string, reason: string, ttl: number, now: number): void {
+  allowlist(write: AllowlistWrite, now: number): AllowlistOutcome {
     this.#clock = now;
     this.#ops.allowlist.inc();
-    this.#allowlist.add(client, reason, ttl);
+    const entry = { reason: write.reason, since: now, deferred: write.deferred };
+    const address = this.#allowlist.add(write.client, entry, write.ttl);
+    const net = write.network;
+    if (net === undefined) return { address };
+    if (badReputation(this.#reputation.get(net.reputationGroup))) return { address, network: 'bad-reputation' };
+    return { address, network: this.#allowlist.add(networkKey(net.key), entry, net.ttl) };
   }
 
   /**
@@ -182,9 +196,20 @@ export class MemoryStore implements StateStore {
     };
   }
 
-  /** The allowlist entry of `client`, without counting or refreshing (for `explain`). */
-  peekAllowlist(client: string, now: number): { readonly reason: string; readonly since: number } | undefined {
+  /** The allowlist entry of `client` (an address, or `networkKey(…)`), without refreshing it (for tests). */
+  peekAllowlist(client: string, now: number): AllowlistEntry | undefined {
     this.#clock = now;
     return this.#allowlist.peek(client);
   }
+}
+
+
+/**
+ * A network whose bad sessions outnumber its delivered ones, at least one
+ * whole (decayed) bad session, is not vouched for by one of its members
+ * sitting a hold out (issue 11). Decay scales both counts alike, so the
+ * comparison needs no clock; the Redis script compares the stored counts.
+ */
+export function badReputation(r: ReputationSnapshot): boolean {
+  return r.bad >= 1 && r.bad > r.good;
 }

@@ -8,14 +8,13 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import { registry } from '../metrics/registry.js';
 import { TallyCounter } from '../metrics/tally-counter.js';
 
+/** Counted by the policy engine, which decides what an entry is worth (its `result` labels are bound there). */
 export const allowlistCacheTotal = new TallyCounter({
   name: 'smtp_tarpit_allowlist_cache_total',
-  help: 'Allowlist cache lookups by result (hit: the client passed before and skips the hold and the costly checks; miss).',
+  help: 'Allowlist cache lookups at connect by result (hit: the client passed a hold before and skips the hold and the costly checks; network: a neighbour in its network did, and it skips the hold; early: it came back sooner than firstContact.minRetryDelay after its 451 and is held again; miss).',
   labelNames: ['result'] as const,
   registers: [registry],
 });
-export const allowlistCacheHit = allowlistCacheTotal.tally({ result: 'hit' });
-export const allowlistCacheMiss = allowlistCacheTotal.tally({ result: 'miss' });
 
 export const allowlistCacheEntries = new Gauge({
   name: 'smtp_tarpit_allowlist_cache_entries',

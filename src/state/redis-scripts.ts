@@ -14,20 +14,24 @@
 import type { Redis } from 'ioredis';
 
 /**
- * KEYS: allowlist entry, the group's rate hash, the group's reputation hash,
- * the group's open-sessions sorted set.
+ * KEYS: the address's allowlist entry, the group's rate hash, the group's
+ * reputation hash, the group's open-sessions sorted set, the network's
+ * allowlist entry (read only when ARGV[8] is 1).
  * ARGV: count (1 | 0), current bucket, buckets per window, window TTL ms,
- * busy TTL ms, the session's token, now ms.
+ * busy TTL ms, the session's token, now ms, look up the network (1 | 0).
  * The rate hash holds one field per bucket (sessions opened in it). Open
  * sessions are a sorted set of session tokens scored by when each stops
  * counting (now + busy TTL): a token never released (a call that timed out
  * but ran, a release lost in an outage, a crashed process) drops out on its
  * own, however busy the group stays. A session longer than the busy TTL
  * stops counting too: the count errs towards too few, never too many.
- * Returns {allowlisted 0|1, concurrent, perMinute, bad, good, at} (the last three '' when unknown).
+ * Returns {address entry, concurrent, perMinute, bad, good, at, network entry}
+ * (entries and the last three '' when unknown).
  */
 const CONNECT = `
-local allowed = redis.call('EXISTS', KEYS[1])
+local allowed = redis.call('GET', KEYS[1]) or ''
+local network = ''
+if ARGV[8] == '1' then network = redis.call('GET', KEYS[5]) or '' end
 local counting = ARGV[1] == '1'
 local bucket = tonumber(ARGV[2])
 local oldest = bucket - tonumber(ARGV[3])
@@ -54,7 +58,35 @@ for i = 1, #fields, 2 do
 end
 if counting then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
 local rep = redis.call('HMGET', KEYS[3], 'bad', 'good', 'at')
-return {allowed, concurrent, perMinute, rep[1] or '', rep[2] or '', rep[3] or ''}
+return {allowed, concurrent, perMinute, rep[1] or '', rep[2] or '', rep[3] or '', network}
+`;
+
+/**
+ * A survivor is remembered (memory-store.ts `allowlist`'s rules). KEYS: the
+ * address's entry, the network's entry, the reputation hash of the client's
+ * group. ARGV: the entry's value, address TTL ms, network TTL ms, remember
+ * the network (1 | 0), now ms, half-life ms. An entry already there keeps its
+ * time (SET NX). The network is left out when its bad sessions, decayed to
+ * now, are at least one and outnumber its delivered ones (FINISH's decay).
+ * Returns {address outcome, network outcome or ''}.
+ */
+const ALLOWLIST = `
+local address = 'kept'
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then address = 'added' end
+if ARGV[4] ~= '1' then return {address, ''} end
+local rep = redis.call('HMGET', KEYS[3], 'bad', 'good', 'at')
+local bad = tonumber(rep[1]) or 0
+local good = tonumber(rep[2]) or 0
+local age = tonumber(ARGV[5]) - (tonumber(rep[3]) or tonumber(ARGV[5]))
+if age > 0 then
+  local factor = math.pow(2, -age / tonumber(ARGV[6]))
+  bad = bad * factor
+  good = good * factor
+end
+if bad >= 1 and bad > good then return {address, 'bad-reputation'} end
+local network = 'kept'
+if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3], 'NX') then network = 'added' end
+return {address, network}
 `;
 
 /** Releases one session's concurrency: KEYS: the open-sessions set; ARGV: the session's token. */
@@ -148,6 +180,7 @@ export interface StoreScripts {
     rateKey: string,
     reputationKey: string,
     openKey: string,
+    networkKey: string,
     count: '1' | '0',
     bucket: number,
     buckets: number,
@@ -155,7 +188,19 @@ export interface StoreScripts {
     busyTtlMs: number,
     token: string,
     now: number,
-  ): Promise<[number, number, number, string, string, string]>;
+    lookNetwork: '1' | '0',
+  ): Promise<[string, number, number, string, string, string, string]>;
+  tarpitAllowlist(
+    allowKey: string,
+    networkKey: string,
+    reputationKey: string,
+    value: string,
+    ttlMs: number,
+    networkTtlMs: number,
+    withNetwork: '1' | '0',
+    now: number,
+    halfLifeMs: number,
+  ): Promise<[string, string]>;
   tarpitRelease(openKey: string, token: string): Promise<number>;
   tarpitFinish(reputationKey: string, openKey: string, outcome: string, now: number, halfLifeMs: number, keepMs: number, release: '1' | '0', token: string): Promise<number>;
   tarpitHarvest(harvestKey: string, bucket: number, buckets: number, windowMs: number): Promise<number>;
@@ -172,7 +217,8 @@ export interface StoreScripts {
 
 /** Defines the scripts on `client` and returns it typed with them. */
 export function defineScripts(client: Redis): StoreScripts {
-  client.defineCommand('tarpitConnect', { numberOfKeys: 4, lua: CONNECT });
+  client.defineCommand('tarpitConnect', { numberOfKeys: 5, lua: CONNECT });
+  client.defineCommand('tarpitAllowlist', { numberOfKeys: 3, lua: ALLOWLIST });
   client.defineCommand('tarpitRelease', { numberOfKeys: 1, lua: RELEASE });
   client.defineCommand('tarpitFinish', { numberOfKeys: 2, lua: FINISH });
   client.defineCommand('tarpitHarvest', { numberOfKeys: 1, lua: HARVEST });

@@ -23,12 +23,11 @@ import { Redis } from 'ioredis';
 
 import type { Logger } from '../metrics/logger.js';
 import { HARVEST_BUCKETS, windowMs } from './harvest-window.js';
+import { allowlistMarks } from './allowlist-cache.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory-store.js';
 import { ms } from './duration.js';
 import { PENDING_KEEP_FACTOR, tripletKey, type GreylistPeek } from './greylist-memory.js';
 import {
-  allowlistCacheHit,
-  allowlistCacheMiss,
   greylistOutcomes,
   storeFallbacksTotal,
   storeOperation,
@@ -37,9 +36,13 @@ import {
   type StoreOperation,
 } from './metrics.js';
 import { RATE_WINDOW } from './rate-limiter.js';
+import { retryDelayMs } from './retry-delay.js';
 import { defineScripts, type StoreScripts } from './redis-scripts.js';
 import { NO_REPUTATION, REPUTATION_KEEP_HALF_LIVES, decay } from './reputation-memory.js';
 import type {
+  AllowlistMark,
+  AllowlistOutcome,
+  AllowlistWrite,
   ConnectQuery,
   ConnectState,
   GreylistKey,
@@ -160,6 +163,7 @@ export class RedisStore implements StateStore {
   connect(query: ConnectQuery, now: number): Promise<ConnectState> {
     const open = this.#key('open:', query.group);
     const token = query.count ? `${this.#tokenPrefix}${(++this.#tokens).toString(36)}` : '';
+    const network = query.network;
     const call = (): Promise<ConnectState> =>
       this.#scripts
         .tarpitConnect(
@@ -167,6 +171,8 @@ export class RedisStore implements StateStore {
           this.#key('rate:', query.group),
           this.#key('rep:', query.group),
           open,
+          // A key is always passed (Redis cluster routing wants every key named); it is read only when asked.
+          this.#key('allow:net:', network ?? ''),
           query.count ? '1' : '0',
           Math.floor(now / RATE_WINDOW.bucketMs),
           RATE_WINDOW.buckets,
@@ -174,14 +180,14 @@ export class RedisStore implements StateStore {
           this.#busyTtlMs,
           token,
           now,
+          network === undefined ? '0' : '1',
         )
-        .then(([allowed, concurrent, perMinute, bad, good, at]) => {
-          const allowlisted = allowed === 1;
+        .then(([address, concurrent, perMinute, bad, good, at, net]) => {
+          const allowlist = allowlistMarks(parseMark(address), parseMark(net));
           const rate = { concurrent, perMinute };
           const reputation = this.#reputation(bad, good, at, now);
-          if (!query.count) return { allowlisted, rate, reputation };
-          (allowlisted ? allowlistCacheHit : allowlistCacheMiss).inc();
-          return { allowlisted, rate, reputation, slot: new RedisSlot(open, token, this.#releaseKey) };
+          if (!query.count) return { allowlist, rate, reputation };
+          return { allowlist, rate, reputation, slot: new RedisSlot(open, token, this.#releaseKey) };
         });
     return this.#run('connect', call, () => this.#local.connect(query, now));
   }
@@ -211,10 +217,28 @@ export class RedisStore implements StateStore {
     });
   }
 
-  allowlist(client: string, reason: string, ttl: number, now: number): Promise<void> {
-    const call = (): Promise<void> =>
-      this.#client.set(this.#key('allow:', client), `${now} ${reason}`, 'PX', ms(ttl)).then(() => undefined);
-    return this.#run('allowlist', call, () => this.#local.allowlist(client, reason, ttl, now));
+  allowlist(write: AllowlistWrite, now: number): Promise<AllowlistOutcome> {
+    const net = write.network;
+    const call = (): Promise<AllowlistOutcome> =>
+      this.#scripts
+        .tarpitAllowlist(
+          this.#key('allow:', write.client),
+          this.#key('allow:net:', net?.key ?? ''),
+          this.#key('rep:', net?.reputationGroup ?? ''),
+          markValue(now, write.deferred, write.reason),
+          ms(write.ttl),
+          ms(net?.ttl ?? write.ttl),
+          net === undefined ? '0' : '1',
+          now,
+          this.#halfLifeMs,
+        )
+        .then(([address, network]) => {
+          if (address !== 'added' && address !== 'kept') throw new Error(`allowlist script answered ${address}`);
+          if (network === '') return { address };
+          if (network !== 'added' && network !== 'kept' && network !== 'bad-reputation') throw new Error(`allowlist script answered ${network}`);
+          return { address, network };
+        });
+    return this.#run('allowlist', call, () => this.#local.allowlist(write, now));
   }
 
   harvest(group: string, window: number, now: number): Promise<number> {
@@ -238,7 +262,7 @@ export class RedisStore implements StateStore {
           this.#key('grey:net:', key.network),
           this.#key('grey:triplet:', tripletKey(key)),
           now,
-          Math.round(settings.minDelay * 1000),
+          retryDelayMs(settings.minDelay),
           pendingMs,
           ms(settings.passedExpiry),
           pendingMs * PENDING_KEEP_FACTOR,
@@ -353,4 +377,22 @@ export class RedisStore implements StateStore {
     this.#outage = undefined;
     if (was !== undefined && was !== 'connecting') this.#logger?.info({ store: 'redis', was }, 'redis state store back: using it again');
   }
+}
+
+/**
+ * An allowlist entry's value in Redis: `since deferred reason` (`1700000000000
+ * 1 survived the first-contact hold`). Entries written before issue 11 read
+ * `since reason`: their second word is not a flag, and they count at once,
+ * as they did when they were written.
+ */
+function markValue(since: number, deferred: boolean, reason: string): string {
+  return `${since} ${deferred ? '1' : '0'} ${reason}`;
+}
+
+function parseMark(value: string): AllowlistMark | undefined {
+  if (value === '') return undefined;
+  const [since, flag] = value.split(' ', 2);
+  const at = Number(since);
+  if (!Number.isFinite(at)) return undefined;
+  return { since: at, deferred: flag === '1' };
 }

@@ -44,6 +44,8 @@ export interface ConnectQuery {
   readonly client: string;
   /** The client's rate group (client-group.ts `clientGroup`, /24 or /64 by default): rate counts and reputation. */
   readonly group: string;
+  /** The client's allowlist network (client-group.ts `clientGroup` with the policy's `allowlistCache.network`), when network passes are on. */
+  readonly network?: string;
   /** Count this session in the group's rates and concurrency (false for `explain`: look, don't touch). */
   readonly count: boolean;
 }
@@ -53,9 +55,29 @@ export interface RateSlot {
   release(): void;
 }
 
+/**
+ * A pass in the allowlist cache (issue 11): when it was earned and whether the
+ * client was told to retry then. A deferred pass counts for a retry only
+ * after the policy's pause (retry-delay.ts); one earned without a deferral (a
+ * greet wait's hand-over) counts at once. The store keeps it; the policy
+ * decides what it is worth.
+ */
+export interface AllowlistMark {
+  /** When, ms since the epoch (as `now`). */
+  readonly since: number;
+  /** The client was deferred (451) when it passed: its retry counts only after a pause. */
+  readonly deferred: boolean;
+}
+
+/** The allowlist cache's entries for one client: its own address's, and its network's (absent when unknown, expired, or not asked). */
+export interface AllowlistMarks {
+  readonly address?: AllowlistMark;
+  readonly network?: AllowlistMark;
+}
+
 export interface ConnectState {
-  /** The client passed a hold before and its allowlist-cache entry has not expired. */
-  readonly allowlisted: boolean;
+  /** The client's (and its network's) unexpired allowlist-cache entries. */
+  readonly allowlist: AllowlistMarks;
   readonly rate: RateSnapshot;
   readonly reputation: ReputationSnapshot;
   /** Present when the session was counted: release it when the session ends. */
@@ -99,6 +121,33 @@ export type GreylistOutcome =
   /** Seen before, but the retry came after `pendingExpiry`: recorded anew, told to retry. */
   | 'expired';
 
+/** What `allowlist` records. */
+export interface AllowlistWrite {
+  /** The client's address key (client-group.ts `addressKey`). */
+  readonly client: string;
+  /** Why, for `explain` and logs ("survived the first-contact hold"). */
+  readonly reason: string;
+  /** Seconds the address entry lives (policy `allowlistCache.ttl`). */
+  readonly ttl: number;
+  /** The client was told to retry (451): its retry counts only after the pause. */
+  readonly deferred: boolean;
+  /** Its network too (policy `allowlistCache.network`), absent when network passes are off. */
+  readonly network?: {
+    /** The network key (client-group.ts `clientGroup` with the allowlist network's prefixes). */
+    readonly key: string;
+    /** Seconds the network entry lives. */
+    readonly ttl: number;
+    /** The client's rate group, whose reputation decides: a network whose bad sessions outnumber its delivered ones (at least one) is not remembered. */
+    readonly reputationGroup: string;
+  };
+}
+
+/** What `allowlist` did: each entry `added`, or `kept` (one was there already); the network `bad-reputation` when its history kept it out. */
+export interface AllowlistOutcome {
+  readonly address: 'added' | 'kept';
+  readonly network?: 'added' | 'kept' | 'bad-reputation';
+}
+
 export interface StoreHealth {
   readonly kind: 'memory' | 'redis';
   /** A shared store that answers from its local fallback right now is degraded, not down: mail still flows. */
@@ -137,8 +186,14 @@ export interface StateStore {
    */
   finish(group: string, outcome: SessionOutcome, now: number, slot?: RateSlot): void;
 
-  /** Remembers that `client` passed (a survivor of a hold), for `ttl` seconds. */
-  allowlist(client: string, reason: string, ttl: number, now: number): MaybePromise<void>;
+  /**
+   * Remembers that a client passed (a survivor of a hold), and its network
+   * with it unless the network's reputation is bad. An entry already there
+   * keeps its time: a client held again before its pause was over (an early
+   * retry) must not push its own pause back, nor a pool's next survivor its
+   * network's.
+   */
+  allowlist(write: AllowlistWrite, now: number): MaybePromise<AllowlistOutcome>;
 
   /** Counts a recipient the backend refused for `group`; returns the count within the last `window` seconds, this one included. */
   harvest(group: string, window: number, now: number): MaybePromise<number>;

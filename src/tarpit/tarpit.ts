@@ -18,7 +18,7 @@ import type { TarpitProfile } from '../policy/spec.js';
 import type { Vetted } from '../smtp/front.js';
 import type { Trap } from '../trap/trap.js';
 import { endReply, hold, type HoldSession } from './hold.js';
-import type { SessionOutcome } from '../state/store.js';
+import type { AllowlistOutcome, SessionOutcome } from '../state/store.js';
 import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldOutcome, HoldSummary } from './types.js';
 import { heldStageTimes, recordSessionTiming, round } from './metrics.js';
 
@@ -85,6 +85,8 @@ export class Tarpit {
 
 class PolicyObserver implements HoldObserver {
   session: HoldSession | undefined;
+  /** What the allowlist cache recorded for a survivor (address, and network unless its reputation was bad), for the log line. */
+  private remembered: AllowlistOutcome | undefined;
   /** The score when the hold began: a survivor whose score rose since did something wrong while held. */
   private readonly startScore: number;
 
@@ -151,8 +153,13 @@ class PolicyObserver implements HoldObserver {
    */
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;
-    // Not awaited: a shared store's write lands long before the retry, and the store never rejects (store.ts).
-    if (profile.end.kind === 'allowlist' && this.clean) void this.vetted.engine.survived(this.policy);
+    if (profile.end.kind === 'allowlist' && this.clean) {
+      // Not awaited: a shared store's write lands long before the retry, and the store never rejects (store.ts).
+      // What it did goes in the log line, when known by then (a client that QUITs at once may beat a Redis reply).
+      const remembered = this.vetted.engine.survived(this.policy, true);
+      if (remembered instanceof Promise) void remembered.then((r) => (this.remembered = r));
+      else this.remembered = remembered;
+    }
     return survivorReply(profile);
   }
 
@@ -173,7 +180,7 @@ class PolicyObserver implements HoldObserver {
    */
   onRelay(socket: Socket, summary: HoldSummary): void {
     if (this.session) this.sessions.delete(this.session);
-    void this.vetted.engine.survived(this.policy);
+    void this.vetted.engine.survived(this.policy, false);
     // It survived its first contact: the relay path's gates must not hold it again as one.
     this.policy.firstContact = false;
     this.deps.relay(socket, { ...this.vetted, greetWait: { seconds: summary.seconds, held: summary.heldSeconds } });
@@ -211,6 +218,7 @@ class PolicyObserver implements HoldObserver {
         from: summary.mailFrom,
         rcpt: summary.rcpts.length > 0 ? summary.rcpts : undefined,
         events: summary.events,
+        remembered: this.remembered,
         duration: round(summary.seconds),
       },
       'session',

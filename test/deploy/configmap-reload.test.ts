@@ -19,7 +19,7 @@ import { PolicyStore } from '../../src/policy/policy-store.js';
 import { createPolicyState, localIdentity } from '../../src/policy/state.js';
 
 const SHIPPED = fileURLToPath(new URL('../../policies/', import.meta.url));
-const FILES = ['policy.yaml', 'allow.cidr', 'block.cidr'];
+const FILES = ['policy.yaml', 'allow.cidr', 'block.cidr', 'known-senders.cidr'];
 
 /** Writes one ConfigMap generation: `<dir>/..<stamp>/<files>`. */
 function generation(dir: string, stamp: string, files: Record<string, string>): string {

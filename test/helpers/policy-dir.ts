@@ -22,6 +22,8 @@ export interface TestPolicy {
   /** Lines of allow.cidr and block.cidr. */
   readonly allow?: readonly string[];
   readonly block?: readonly string[];
+  /** Lines of known-senders.cidr (written only when given; name it with `knownSenders: { networks: 'known-senders.cidr' }`). */
+  readonly known?: readonly string[];
 }
 
 export const BASE_POLICY: PolicyYaml = {
@@ -35,8 +37,11 @@ export const BASE_POLICY: PolicyYaml = {
   protocol: { pipelining: 5, bareLf: 2, nonSmtp: 15 },
   harvest: { rejected: 1000, window: 600, weight: 8 },
   rate: { group: { ipv4: 32, ipv6: 128 }, maxConcurrent: 100000, maxPerMinute: 1000000, weight: 3 },
-  firstContact: { enabled: false, profile: 'first-contact' },
-  allowlistCache: { ttl: 3600, maxEntries: 1000 },
+  // A survivor's retry counts at once and only for its own address: tests of the pause and of network passes say so.
+  firstContact: { enabled: false, profile: 'first-contact', minRetryDelay: 0 },
+  allowlistCache: { ttl: 3600, maxEntries: 1000, network: { enabled: false } },
+  // No name lookups unless a test asks: the machine's resolver is not on loopback.
+  knownSenders: { rdnsSuffixes: [] },
   tarpit: { profile: 'tarpit' },
   profiles: {
     'first-contact': { delays: { banner: 0.3, helo: 0.1, mail: 0.1, rcpt: 0.1, data: 0.2 }, end: 'allowlist' },
@@ -44,11 +49,12 @@ export const BASE_POLICY: PolicyYaml = {
   },
 };
 
-/** Writes policy.yaml, allow.cidr and block.cidr into `dir` (overwriting them). */
+/** Writes policy.yaml, allow.cidr and block.cidr (and known-senders.cidr when given) into `dir` (overwriting them). */
 export function writePolicy(dir: string, spec: TestPolicy = {}): void {
   writeFileSync(join(dir, 'policy.yaml'), policyText(spec.policy));
   writeFileSync(join(dir, 'allow.cidr'), listText(spec.allow));
   writeFileSync(join(dir, 'block.cidr'), listText(spec.block));
+  if (spec.known) writeFileSync(join(dir, 'known-senders.cidr'), listText(spec.known));
 }
 
 /** policy.yaml's text for BASE_POLICY with `overrides` merged in. */

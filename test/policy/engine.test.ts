@@ -153,7 +153,7 @@ test('the outcomes themselves: DNSBL, DNSWL, FCrDNS, block and allow lists, firs
 test('a client in the allowlist cache skips the DNS checks but still gets its name', async (t) => {
   const setup = await engine(t);
   if (!setup) return;
-  await setup.state.store.allowlist(addressKey(`::ffff:${rdns.confirmed.address}`), 'test', 3600, Date.now());
+  await setup.state.store.allowlist({ client: addressKey(`::ffff:${rdns.confirmed.address}`), reason: 'test', ttl: 3600, deferred: false }, Date.now());
   for (let i = 0; i < 2; i++) {
     const out = await vetted(setup.engine, rdns.confirmed.address);
     assert.equal(out.report.cached, true);
@@ -185,8 +185,8 @@ test('rate: sessions of one client group count together, however the address is 
  * these run wherever the tests run. The store is a MemoryStore wrapped to
  * count what the engine asks of it.
  */
-function plainEngine(t: TestContext, policy: Record<string, unknown> = {}, allow: readonly string[] = []) {
-  const dir = policyDir(t, { policy: { rate: { group: { ipv4: 24, ipv6: 64 } }, ...policy }, allow });
+function plainEngine(t: TestContext, policy: Record<string, unknown> = {}, allow: readonly string[] = [], known?: readonly string[]) {
+  const dir = policyDir(t, { policy: { rate: { group: { ipv4: 24, ipv6: 64 } }, ...policy }, allow, known });
   const memory = new MemoryStore();
   const calls: ConnectQuery[] = [];
   const finished: string[] = [];
@@ -214,9 +214,9 @@ function plainEngine(t: TestContext, policy: Record<string, unknown> = {}, allow
 }
 
 test('vet asks the store once, with the canonical client key and its group; explain-style vets count nothing', async (t) => {
-  const { engine: e, calls, memory } = plainEngine(t);
+  const { engine: e, calls, memory } = plainEngine(t, { allowlistCache: { network: { enabled: true } } });
   const { session } = await e.vet('::ffff:192.0.2.7', { needName: false, count: true });
-  assert.deepEqual(calls, [{ client: '192.0.2.7', group: '192.0.2.0/24', count: true }]);
+  assert.deepEqual(calls, [{ client: '192.0.2.7', group: '192.0.2.0/24', network: '192.0.2.0/24', count: true }], 'the allowlist network is the rate group: one key');
   assert.equal(memory.sizes.rates, 1, 'counted in its group');
   const peek = await e.vet('192.0.2.8', { needName: false, count: false });
   assert.equal(calls.length, 2);
@@ -275,14 +275,112 @@ test('finish records one outcome per session in its group and hands the slot bac
 });
 
 test('survived puts the client in the allowlist cache: its next vet skips the hold', async (t) => {
-  const { engine: e } = plainEngine(t, { firstContact: { enabled: true } });
+  const { engine: e } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 0 }, allowlistCache: { network: { enabled: true } } });
   const first = await e.vet('::ffff:203.0.113.9', { needName: false, count: false });
   assert.equal(first.session.held, true);
-  await e.survived(first.session);
+  assert.deepEqual(await e.survived(first.session, true), { address: 'added', network: 'added' });
   const next = await e.vet('203.0.113.9', { needName: false, count: false });
   assert.equal(next.report.cached, true);
   assert.equal(next.session.held, false);
-  assert.equal(next.session.cached, true);
+  assert.equal(next.session.passed, 'address');
+});
+
+test('a survivor\'s retry counts only after firstContact.minRetryDelay: sooner it is held again, with the early retry as evidence', async (t) => {
+  const { engine: e } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 60, earlyRetry: 1 }, allowlistCache: { network: { enabled: true } } });
+  const first = await e.vet('203.0.113.9', { needName: false, count: false });
+  await e.survived(first.session, true);
+  const early = await e.vet('203.0.113.9', { needName: false, count: false });
+  assert.equal(early.session.held, true, 'held again');
+  assert.equal(early.session.firstContact, true);
+  assert.equal(early.session.passed, undefined);
+  assert.equal(early.report.cached, false, 'not a pass: the DNS checks run as for a new client');
+  assert.match(early.session.summary().reasons.join('\n'), /^early-retry \+1: came back \d+(\.\d)? s after its 451; a retry counts from 60 s on \(firstContact\.minRetryDelay\)$/m);
+  // A second survival keeps the first one's time: its pause is not pushed back.
+  assert.deepEqual(await e.survived(early.session, true), { address: 'kept', network: 'kept' });
+});
+
+test('a greet wait\'s survivor (relayed, never told to retry) counts at once; a pass is not early once the pause is over', async (t) => {
+  const { engine: e, memory } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 60 } });
+  await e.survived((await e.vet('203.0.113.10', { needName: false, count: false })).session, false);
+  assert.equal((await e.vet('203.0.113.10', { needName: false, count: false })).session.passed, 'address');
+  // An entry written 61 s ago, deferred: its pause is over.
+  memory.allowlist({ client: '203.0.113.11', reason: 'test', ttl: 3600, deferred: true }, Date.now() - 61_000);
+  assert.equal((await e.vet('203.0.113.11', { needName: false, count: false })).session.passed, 'address');
+});
+
+test('a pass counts for the network: a neighbour is relayed without a hold once the pause is over, not before', async (t) => {
+  const { engine: e, memory } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 60 }, allowlistCache: { network: { enabled: true } } });
+  memory.allowlist({ client: '198.51.100.1', reason: 'test', ttl: 3600, deferred: true, network: { key: '198.51.100.0/24', ttl: 600, reputationGroup: '198.51.100.0/24' } }, Date.now() - 61_000);
+  const neighbour = await e.vet('198.51.100.2', { needName: false, count: false });
+  assert.equal(neighbour.session.held, false);
+  assert.equal(neighbour.session.passed, 'network');
+  assert.equal(neighbour.report.cached, false, 'another host: its own DNS checks still run');
+  assert.ok(neighbour.session.summary().reasons.includes('allowlist-cache: its network passed a hold (allowlist cache, allowlistCache.network)'));
+
+  memory.allowlist({ client: '198.51.101.1', reason: 'test', ttl: 3600, deferred: true, network: { key: '198.51.101.0/24', ttl: 600, reputationGroup: '198.51.101.0/24' } }, Date.now());
+  const tooSoon = await e.vet('198.51.101.2', { needName: false, count: false });
+  assert.equal(tooSoon.session.held, true, 'a neighbour within the pause is a first contact');
+  assert.equal(tooSoon.session.summary().reasons.filter((r) => r.startsWith('early-retry')).length, 0, 'another host connecting is not an early retry');
+  assert.equal((await e.vet('203.0.113.1', { needName: false, count: false })).session.held, true, 'another network');
+});
+
+test('network passes off: only the exact address is remembered and asked for', async (t) => {
+  const { engine: e, calls } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 0 } });
+  const first = await e.vet('198.51.100.1', { needName: false, count: false });
+  assert.deepEqual(await e.survived(first.session, true), { address: 'added' });
+  assert.equal(calls[0]?.network, undefined);
+  assert.equal((await e.vet('198.51.100.2', { needName: false, count: false })).session.held, true);
+});
+
+test('a network whose bad sessions outnumber its delivered ones is not remembered for a survivor', async (t) => {
+  const { engine: e, memory } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 0 }, allowlistCache: { network: { enabled: true } } });
+  for (let i = 0; i < 3; i++) memory.finish('192.0.2.0/24', 'bad', Date.now());
+  const first = await e.vet('192.0.2.1', { needName: false, count: false });
+  assert.deepEqual(await e.survived(first.session, true), { address: 'added', network: 'bad-reputation' });
+  assert.equal((await e.vet('192.0.2.2', { needName: false, count: false })).session.held, true);
+  assert.equal((await e.vet('192.0.2.1', { needName: false, count: false })).session.passed, 'address', 'the survivor itself is remembered');
+});
+
+test('known senders skip the first-contact hold and the rate weight, and the session names the rule; everything else still counts', async (t) => {
+  const { engine: e } = plainEngine(
+    t,
+    {
+      firstContact: { enabled: true },
+      knownSenders: { networks: 'known-senders.cidr', trustedBelow: 0 },
+      rate: { group: { ipv4: 24, ipv6: 64 }, maxConcurrent: 1, maxPerMinute: 100, weight: 3 },
+    },
+    [],
+    ['# walked from SPF', '198.51.100.0/24'],
+  );
+  const vet = async (ip: string) => (await e.vet(ip, { needName: false, count: true })).session;
+  const pool = [await vet('198.51.100.7'), await vet('198.51.100.8')];
+  for (const s of pool) {
+    assert.equal(s.firstContact, false, 'no hold');
+    assert.equal(s.held, false);
+    assert.equal(s.knownSender, 'knownSenders.networks');
+    assert.deepEqual(s.summary().knownSender, 'knownSenders.networks');
+    assert.match(s.summary().reasons.join('\n'), /^known-sender: listed in .*known-senders\.cidr:3 \(198\.51\.100\.0\/24\): knownSenders\.networks$/m);
+    assert.equal(s.summary().reasons.filter((r) => r.startsWith('rate')).length, 0, 'its pool may open many sessions at once');
+  }
+  const stranger = [await vet('203.0.113.7'), await vet('203.0.113.8')];
+  assert.equal(stranger[0]?.firstContact, true);
+  assert.ok(stranger[1]?.summary().reasons.some((r) => r.startsWith('rate +3')), 'a stranger over maxConcurrent is weighed');
+  const vouched = await vet('192.0.2.9');
+  assert.equal(vouched.knownSender, undefined, 'score 0 is not below trustedBelow 0');
+  for (const s of [...pool, ...stranger, vouched]) s.release();
+});
+
+test('a known sender still meets everything else it shows: a block-list entry holds it', async (t) => {
+  const dir = policyDir(t, {
+    policy: { firstContact: { enabled: true }, knownSenders: { networks: 'known-senders.cidr' } },
+    block: ['198.51.100.7'],
+    known: ['198.51.100.0/24'],
+  });
+  const e = new PolicyEngine(loadPolicyDir(dir), { dns: new DnsClient({ servers: ['127.0.0.1:9'], timeout: 0.2 }), store: new MemoryStore() }, US);
+  const { session } = await e.vet('198.51.100.7', { needName: false, count: false });
+  assert.equal(session.knownSender, 'knownSenders.networks');
+  assert.equal(session.verdict, 'tarpit');
+  assert.equal(session.held, true);
 });
 
 test('recipientRejected counts the group in the store: a sweep over sessions escalates', async (t) => {
@@ -294,27 +392,23 @@ test('recipientRejected counts the group in the store: a sweep over sessions esc
 });
 
 test('greylisting: exemptions, then the triplet decides', async (t) => {
-  const greylisting = { enabled: true, minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000, exempt: { rdnsSuffixes: ['google.com'], trustedBelow: 0 } };
-  const { engine: e } = plainEngine(t, { greylisting }, ['192.0.2.0/24']);
+  const greylisting = { enabled: true, minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000 };
+  const { engine: e } = plainEngine(t, { greylisting, allowlistCache: { network: { enabled: true } } }, ['192.0.2.0/24']);
   const vet = async (ip: string) => (await e.vet(ip, { needName: false, count: false })).session;
   assert.equal(e.greylistExempt(await vet('192.0.2.1')), 'in the allow list');
   const google = await vet('198.51.100.1');
-  google.clientName = 'mail-x.google.com';
-  assert.equal(e.greylistExempt(google), 'client name mail-x.google.com is under google.com');
+  google.knownSender = 'knownSenders.rdnsSuffixes: google.com';
+  assert.equal(e.greylistExempt(google), 'a known sender (knownSenders.rdnsSuffixes: google.com)');
   const fake = await vet('198.51.100.2');
-  fake.clientName = 'mail.notgoogle.com';
   assert.equal(e.greylistExempt(fake), undefined);
   assert.equal(e.greylist(fake, 'A@Example.org', 'B@example.NET'), 'new');
   assert.equal(e.greylist(fake, 'a@example.org', 'b@example.net'), 'early', 'the triplet is lower-cased');
-  const vouched = await vet('198.51.100.3');
-  vouched.add({ check: 'dnswl', weight: -1, reason: 'test', class: 'dnswl' });
-  assert.equal(e.greylistExempt(vouched), 'score -1 is below 0');
-  assert.equal(e.greylist(vouched, 'a@example.org', 'b@example.net'), undefined);
   const held = await vet('198.51.100.4');
   held.add({ check: 'block', weight: 5, reason: 'test', class: 'blocklisted' });
   assert.equal(e.greylistExempt(held), 'verdict tarpit: never relayed', 'a held session never reaches the backend anyway');
-  await e.survived(await vet('198.51.100.5'));
+  await e.survived(await vet('198.51.100.5'), true);
   assert.equal(e.greylistExempt(await vet('198.51.100.5')), 'in the allowlist cache (passed a hold)');
+  assert.equal(e.greylistExempt(await vet('198.51.100.6')), 'its network is in the allowlist cache (a neighbour passed a hold)');
 });
 
 test('greylisting off: nobody is greylisted', async (t) => {

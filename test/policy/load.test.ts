@@ -10,7 +10,7 @@ import type { Policy } from '../../src/policy/spec.js';
 const SHIPPED = readFileSync('policies/policy.yaml', 'utf8');
 
 /** Loads `text` as p/policy.yaml with list files from `lists` (by base name) instead of the disk. */
-function load(text: string, lists: Record<string, string> = { 'allow.cidr': '', 'block.cidr': '' }): LoadedPolicy {
+function load(text: string, lists: Record<string, string> = { 'allow.cidr': '', 'block.cidr': '', 'known-senders.cidr': '' }): LoadedPolicy {
   return loadPolicyText(text, {
     dir: 'p',
     readFile: (path) => {
@@ -49,7 +49,8 @@ test('the shipped policies/ directory loads, frozen, with the first-contact hold
   assert.deepEqual(warnings, []);
   assert.equal(policy.dir, resolve('policies'));
   assert.equal(policy.file, resolve('policies/policy.yaml'));
-  assert.deepEqual(files, ['policy.yaml', 'allow.cidr', 'block.cidr'].map((f) => resolve('policies', f)));
+  assert.deepEqual(files, ['policy.yaml', 'allow.cidr', 'block.cidr', 'known-senders.cidr'].map((f) => resolve('policies', f)));
+  assert.equal(policy.knownSenders.networks.size, 0, 'known-senders.cidr ships with no active entries');
   assert.deepEqual(policy.thresholds, { tarpit: 3, reject: 8, drop: 15 });
   assert.equal(policy.rejectAt, 'rcpt');
   assert.equal(policy.lists.allow.size, 0, 'allow.cidr ships with no active entries');
@@ -74,7 +75,8 @@ test('the shipped policies/ directory loads, frozen, with the first-contact hold
 test('an empty policy file gets the shipped policy from the schema defaults (less the list files)', () => {
   const shipped = loadPolicyDir('policies');
   const empty = load('# nothing\n').policy;
-  const strip = (p: Policy) => ({ ...p, dir: '', file: '', lists: undefined, profiles: [...p.profiles.entries()] });
+  // The known-sender suffixes are compared too: the schema's defaults and the shipped file's commented list must agree.
+  const strip = (p: Policy) => ({ ...p, dir: '', file: '', lists: undefined, knownSenders: { ...p.knownSenders, networks: undefined }, profiles: [...p.profiles.entries()] });
   assert.deepEqual(strip(empty), strip(shipped));
   assert.equal(empty.lists.allow.size, 0);
   assert.equal(empty.lists.block.weight, shipped.lists.block.weight);
@@ -238,7 +240,7 @@ test('doubtful zone weights and CIDR answers with host bits are accepted with a 
 
 test('list files compile with IPv4, IPv6 and IPv4-mapped clients; lists.allow may also be {file}', () => {
   const text = shippedWith('  allow: allow.cidr ', '  allow: {file: trusted.cidr} ');
-  const { policy } = load(text, { 'trusted.cidr': '# ours\n192.0.2.0/24\n2001:db8::/32\n', 'block.cidr': '198.51.100.7\n' });
+  const { policy } = load(text, { 'trusted.cidr': '# ours\n192.0.2.0/24\n2001:db8::/32\n', 'block.cidr': '198.51.100.7\n', 'known-senders.cidr': '' });
   assert.equal(policy.lists.allow.has('192.0.2.9'), true);
   assert.equal(policy.lists.allow.has('::ffff:192.0.2.9'), true);
   assert.equal(policy.lists.allow.has('2001:db8::25'), true);
@@ -258,6 +260,7 @@ test('every bad line of every list file is reported, with the YAML mistakes, in 
   const errors = errorsOf(text, {
     'allow.cidr': '# partners\n192.0.2.0/24\n  mail.example.com\n2001:db8::/129\n',
     'block.cidr': '10.0.0.0/8 REJECT\n',
+    'known-senders.cidr': '',
   });
   assert.deepEqual(errors, [
     `p/policy.yaml:${lineOf(text, 'drop: 1')}:9: verdicts.drop: must be at least verdicts.reject (8): a higher score never gets a milder verdict`,
@@ -269,13 +272,13 @@ test('every bad line of every list file is reported, with the YAML mistakes, in 
 
 test('a file that is not a list at all gets 20 located errors and a summary, not thousands', () => {
   const junk = Array.from({ length: 500 }, (_, i) => `word${i}`).join('\n');
-  const errors = errorsOf(SHIPPED, { 'allow.cidr': junk, 'block.cidr': '' });
+  const errors = errorsOf(SHIPPED, { 'allow.cidr': junk, 'block.cidr': '', 'known-senders.cidr': '' });
   assert.equal(errors.length, 21);
   assert.equal(errors[20], 'p/allow.cidr:20:1: lists.allow: and 480 more bad lines after this one; is this a list of addresses?');
 });
 
 test('list lines that are accepted but doubtful are warnings at their line', () => {
-  const { warnings } = load(SHIPPED, { 'allow.cidr': '192.0.2.1/24\n198.51.100.7\n\n ::ffff:198.51.100.7 # again\n', 'block.cidr': '' });
+  const { warnings } = load(SHIPPED, { 'allow.cidr': '192.0.2.1/24\n198.51.100.7\n\n ::ffff:198.51.100.7 # again\n', 'block.cidr': '', 'known-senders.cidr': '' });
   assert.deepEqual(warnings.map((w) => w.message), [
     'p/allow.cidr:1:1: lists.allow: host bits set in 192.0.2.1/24; matching the whole /24',
     'p/allow.cidr:4:2: lists.allow: ::ffff:198.51.100.7 is already on line 2',
@@ -312,20 +315,58 @@ test('--policies: any directory laid out the same way loads, and a missing polic
   );
 });
 
-test('greylisting: off as shipped; suffixes normalised; a pendingExpiry not longer than minDelay is refused at pendingExpiry', () => {
-  const shipped = load(SHIPPED).policy;
+test('greylisting: off as shipped; a pendingExpiry not longer than minDelay is refused at pendingExpiry', () => {
+  const shipped = load(SHIPPED, { 'allow.cidr': '', 'block.cidr': '', 'known-senders.cidr': '' }).policy;
   assert.equal(shipped.greylisting.enabled, false, 'off unless the admin turns it on');
-  assert.deepEqual({ ...shipped.greylisting, exempt: undefined }, { enabled: false, minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000, network: { ipv4: 24, ipv6: 64 }, exempt: undefined });
+  assert.deepEqual(shipped.greylisting, { enabled: false, minDelay: 300, pendingExpiry: 14400, passedExpiry: 3024000, network: { ipv4: 24, ipv6: 64 } });
   assert.deepEqual(shipped.reputation, { enabled: true, weight: 2, threshold: 5, halfLife: 86400 });
-
-  const text = 'greylisting:\n  enabled: true\n  exempt:\n    rdnsSuffixes: [".Google.COM.", "outlook.com"]\n';
-  const loaded = load(text);
-  assert.deepEqual(loaded.policy.greylisting.exempt.rdnsSuffixes, ['google.com', 'outlook.com']);
 
   const errors = errorsOf('greylisting:\n  minDelay: 600\n  pendingExpiry: 600\n');
   assert.equal(errors.length, 1, errors.join('\n'));
   assert.match(errors[0] ?? '', /policy\.yaml:3:\d+: greylisting\.pendingExpiry: must be longer than greylisting\.minDelay \(600 s\)/);
-  assert.match(errorsOf('greylisting:\n  exempt:\n    rdnsSuffixes: ["bad..name"]\n')[0] ?? '', /greylisting\.exempt\.rdnsSuffixes\.0: .*empty label/);
-  const tld = load('greylisting:\n  exempt:\n    rdnsSuffixes: [com]\n');
-  assert.match(tld.warnings.map((w) => w.message).join('\n'), /"com" exempts every client name under it/);
+});
+
+test('knownSenders: the shipped big senders by default; suffixes normalised; bad names refused, a bare TLD warned about; the networks file compiled', () => {
+  const empty = load('# nothing\n').policy;
+  assert.ok(empty.knownSenders.rdnsSuffixes.includes('google.com') && empty.knownSenders.rdnsSuffixes.includes('amazonses.com'));
+  assert.equal(empty.knownSenders.trustedBelow, 0);
+  assert.equal(empty.knownSenders.networks.size, 0, 'no file: no networks');
+
+  const loaded = load('knownSenders:\n  rdnsSuffixes: [".Google.COM.", "outlook.com"]\n  networks: known.cidr\n', { 'allow.cidr': '', 'block.cidr': '', 'known.cidr': '# spf\n209.85.128.0/17\n' });
+  assert.deepEqual(loaded.policy.knownSenders.rdnsSuffixes, ['google.com', 'outlook.com']);
+  assert.equal(loaded.policy.knownSenders.networks.has('209.85.220.41'), true);
+  assert.ok(loaded.files.some((f) => f.endsWith('known.cidr')), 'watched for reloads like the other lists');
+
+  assert.match(errorsOf('knownSenders:\n  rdnsSuffixes: ["bad..name"]\n')[0] ?? '', /policy\.yaml:2:\d+: knownSenders\.rdnsSuffixes\.0: .*empty label/);
+  const tld = load('knownSenders:\n  rdnsSuffixes: [com]\n');
+  assert.match(tld.warnings.map((w) => w.message).join('\n'), /"com" vouches for every client name under it/);
+  const bad = errorsOf('knownSenders:\n  networks: known.cidr\n', { 'allow.cidr': '', 'block.cidr': '', 'known.cidr': '# spf\n209.85.128.0/17\nnot-a-network\n' });
+  assert.equal(bad.length, 1, bad.join('\n'));
+  assert.match(bad[0] ?? '', /known\.cidr:3:1: knownSenders\.networks: /);
+  assert.match(errorsOf('knownSenders:\n  networks: missing.cidr\n')[0] ?? '', /policy\.yaml:2:\d+: knownSenders\.networks: cannot read .*missing\.cidr: no such file/);
+});
+
+test('greylisting.exempt, the old place of known senders, still loads as knownSenders with a warning; both written is refused', () => {
+  const text = 'greylisting:\n  enabled: true\n  exempt:\n    rdnsSuffixes: [".Google.COM.", "outlook.com"]\n    trustedBelow: -2\n';
+  const old = load(text);
+  assert.deepEqual(old.policy.knownSenders.rdnsSuffixes, ['google.com', 'outlook.com']);
+  assert.equal(old.policy.knownSenders.trustedBelow, -2);
+  assert.equal(old.warnings.length, 1);
+  assert.match(old.warnings[0]?.message ?? '', /policy\.yaml:3:3: greylisting\.exempt: deprecated: rename to knownSenders \(a top-level key, same entries\); known senders now skip the first-contact hold as well as greylisting/);
+  assert.match(errorsOf('greylisting:\n  exempt:\n    rdnsSuffixes: ["bad..name"]\n')[0] ?? '', /greylisting\.exempt\.rdnsSuffixes\.0: .*empty label/, 'mistakes are located where they are written');
+  const both = errorsOf('greylisting:\n  exempt:\n    trustedBelow: -1\nknownSenders:\n  trustedBelow: 0\n');
+  assert.equal(both.length, 1, both.join('\n'));
+  assert.match(both[0] ?? '', /policy\.yaml:3:\d+: greylisting\.exempt: moved to knownSenders, which this file sets too: move its entries there and remove greylisting\.exempt/);
+});
+
+test('firstContact\'s retry pause and allowlistCache.network: shipped values, and a policy may set them', () => {
+  const shipped = load(SHIPPED, { 'allow.cidr': '', 'block.cidr': '', 'known-senders.cidr': '' }).policy;
+  assert.equal(shipped.firstContact.minRetryDelay, 60);
+  assert.equal(shipped.firstContact.earlyRetry, 1);
+  assert.deepEqual(shipped.allowlistCache.network, { enabled: true, ttl: 86400, ipv4: 24, ipv6: 64 });
+  const set = load('firstContact:\n  minRetryDelay: 0\nallowlistCache:\n  network: { enabled: false, ipv4: 28 }\n').policy;
+  assert.equal(set.firstContact.minRetryDelay, 0);
+  assert.deepEqual(set.allowlistCache.network, { enabled: false, ttl: 86400, ipv4: 28, ipv6: 64 });
+  assert.match(errorsOf('firstContact:\n  minRetryDelay: -1\n')[0] ?? '', /firstContact\.minRetryDelay: /);
+  assert.match(errorsOf('allowlistCache:\n  network: { ipv4: 33 }\n')[0] ?? '', /allowlistCache\.network\.ipv4: /);
 });

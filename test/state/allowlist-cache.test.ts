@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 
 import { parseIp } from '../../src/core/ip.js';
 import { registry } from '../../src/metrics/registry.js';
-import { AllowlistCache } from '../../src/state/allowlist-cache.js';
+import { AllowlistCache, networkKey } from '../../src/state/allowlist-cache.js';
+import { addressKey } from '../../src/state/client-group.js';
 
 /** A settable clock; starts far from 0 because lru-cache treats a start time of 0 as "no TTL". */
 function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
@@ -17,71 +18,79 @@ async function metric(name: string, labels: Record<string, string> = {}): Promis
   return value?.value ?? 0;
 }
 
+const E = (reason: string, since = 0, deferred = false) => ({ reason, since, deferred });
+
 describe('AllowlistCache', () => {
   test('remembers a client by exact address, IPv4-mapped folded and canonical', () => {
     const cache = new AllowlistCache({ ttl: 3600, maxEntries: 100, now: clock().now });
-    assert.equal(cache.has('192.0.2.1'), false);
-    cache.add('::ffff:192.0.2.1', 'sat out the first-contact hold');
-    assert.equal(cache.has('192.0.2.1'), true);
-    assert.equal(cache.has('::ffff:192.0.2.1'), true);
-    assert.equal(cache.has('::FFFF:c000:201'), true);
-    assert.equal(cache.has('192.0.2.2'), false, 'exact address, not the network');
-    assert.equal(cache.has(parseIp('::ffff:192.0.2.1') ?? '-'), true, 'an address the caller parsed');
-    cache.add('2001:DB8:0:0::25', 'x');
-    assert.equal(cache.has('2001:db8::25'), true);
-    assert.equal(cache.has(parseIp('2001:db8:0::25') ?? '-'), true);
+    assert.equal(cache.get(addressKey('192.0.2.1')), undefined);
+    cache.add(addressKey('::ffff:192.0.2.1'), E('sat out the first-contact hold', 1_000_000, true));
+    assert.equal(cache.get(addressKey('192.0.2.1'))?.reason, 'sat out the first-contact hold');
+    assert.notEqual(cache.peek('::ffff:192.0.2.1'), undefined);
+    assert.notEqual(cache.peek('::FFFF:c000:201'), undefined);
+    assert.equal(cache.peek('192.0.2.2'), undefined, 'exact address, not the network');
+    assert.notEqual(cache.peek(parseIp('::ffff:192.0.2.1') ?? '-'), undefined, 'an address the caller parsed');
+    cache.add(addressKey('2001:DB8:0:0::25'), E('x'));
+    assert.notEqual(cache.peek('2001:db8::25'), undefined);
     assert.equal(cache.size, 2);
-    assert.deepEqual(cache.peek('192.0.2.1'), { reason: 'sat out the first-contact hold', since: 1_000_000 });
+    assert.deepEqual(cache.peek('192.0.2.1'), { reason: 'sat out the first-contact hold', since: 1_000_000, deferred: true });
+    assert.equal(cache.get('::ffff:192.0.2.1'), undefined, 'get() takes the canonical key as it is: the caller folds');
   });
 
-  test('has() answers synchronously: no promise per lookup (default clock: wall time)', () => {
-    const cache = new AllowlistCache({ ttl: 60, maxEntries: 10 });
-    const before = Date.now();
-    cache.add('192.0.2.1', 'x');
-    const since = cache.peek('192.0.2.1')?.since ?? 0;
-    assert.ok(since >= before && since <= Date.now(), String(since));
-    assert.equal(cache.has('192.0.2.1'), true);
-    assert.equal(cache.hasKey('192.0.2.1'), true, 'a canonical key is looked up as it is');
-    assert.equal(cache.hasKey('::ffff:192.0.2.1'), false, 'hasKey does not fold: the caller gives the canonical key');
+  test('a network is an entry of its own, never confused with an address', () => {
+    const cache = new AllowlistCache({ ttl: 3600, maxEntries: 100, now: clock().now });
+    cache.add(networkKey('192.0.2.0/24'), E('a neighbour passed'), 60);
+    assert.equal(cache.get(networkKey('192.0.2.0/24'))?.reason, 'a neighbour passed');
+    assert.equal(cache.peek('192.0.2.0'), undefined);
+    assert.equal(cache.get('192.0.2.0/24'), undefined, 'only under its network key');
   });
 
-  test('entries expire after the TTL; adding again restarts it', () => {
+  test('an entry already there keeps its time: adding again does not push it back', () => {
     const c = clock();
     const cache = new AllowlistCache({ ttl: 60, maxEntries: 10, now: c.now });
-    cache.add('192.0.2.1', 'x');
-    cache.add('192.0.2.2', 'x');
-    c.advance(59_000);
-    cache.add('192.0.2.2', 'again');
-    c.advance(1_001);
-    assert.equal(cache.has('192.0.2.1'), false);
-    assert.equal(cache.has('192.0.2.2'), true);
-    assert.equal(cache.peek('192.0.2.2')?.reason, 'again');
-    c.advance(59_000);
-    assert.equal(cache.has('192.0.2.2'), false);
+    assert.equal(cache.add('192.0.2.1', E('first', c.now(), true)), 'added');
+    c.advance(30_000);
+    assert.equal(cache.add('192.0.2.1', E('again', c.now(), true)), 'kept');
+    assert.deepEqual(cache.peek('192.0.2.1'), { reason: 'first', since: 1_000_000, deferred: true });
+    c.advance(30_001);
+    assert.equal(cache.get('192.0.2.1'), undefined, 'expired 60 s after the first add');
+    assert.equal(cache.add('192.0.2.1', E('after expiry', c.now())), 'added', 'an expired entry is no entry');
   });
 
-  test('bounded: the least recently seen client goes first', () => {
+  test('entries expire after their TTL, the cache\'s or their own', () => {
+    const c = clock();
+    const cache = new AllowlistCache({ ttl: 60, maxEntries: 10, now: c.now });
+    cache.add('192.0.2.1', E('x'));
+    cache.add(networkKey('192.0.2.0/24'), E('x'), 10);
+    c.advance(10_001);
+    assert.equal(cache.get(networkKey('192.0.2.0/24')), undefined);
+    assert.notEqual(cache.get('192.0.2.1'), undefined);
+    c.advance(50_000);
+    assert.equal(cache.get('192.0.2.1'), undefined);
+  });
+
+  test('bounded: the least recently seen entry goes first', () => {
     const cache = new AllowlistCache({ ttl: 3600, maxEntries: 2, now: clock().now });
-    cache.add('192.0.2.1', 'x');
-    cache.add('192.0.2.2', 'x');
-    assert.equal(cache.has('192.0.2.1'), true); // .1 is now the more recent
-    cache.add('192.0.2.3', 'x');
+    cache.add('192.0.2.1', E('x'));
+    cache.add('192.0.2.2', E('x'));
+    assert.notEqual(cache.get('192.0.2.1'), undefined); // .1 is now the more recent
+    cache.add('192.0.2.3', E('x'));
     assert.equal(cache.size, 2);
-    assert.equal(cache.has('192.0.2.2'), false);
-    assert.equal(cache.has('192.0.2.1'), true);
-    assert.equal(cache.has('192.0.2.3'), true);
+    assert.equal(cache.peek('192.0.2.2'), undefined);
+    assert.notEqual(cache.peek('192.0.2.1'), undefined);
+    assert.notEqual(cache.peek('192.0.2.3'), undefined);
   });
 
-  test('resize keeps entries, their age and their order', () => {
+  test('resize keeps entries, their age and their order; a network keeps the TTL it has left', () => {
     const c = clock();
     const cache = new AllowlistCache({ ttl: 3600, maxEntries: 10, now: c.now });
-    cache.add('192.0.2.1', 'oldest');
+    cache.add('192.0.2.1', E('oldest', c.now()));
     c.advance(1_000_000);
-    cache.add('192.0.2.2', 'middle');
+    cache.add('192.0.2.2', E('middle', c.now()));
     c.advance(1_000_000);
-    cache.add('192.0.2.3', 'newest');
-    cache.add('192.0.2.4', 'newest too');
-    assert.equal(cache.has('192.0.2.2'), true); // most recently used now
+    cache.add('192.0.2.3', E('newest', c.now()));
+    cache.add('192.0.2.4', E('newest too', c.now()));
+    assert.notEqual(cache.get('192.0.2.2'), undefined); // most recently used now
 
     // Shorter TTL: .1 (2,000 s old) is already past 1,800 s; the rest keep their age.
     cache.resize(1800, 2);
@@ -93,38 +102,35 @@ describe('AllowlistCache', () => {
     assert.equal(cache.peek('192.0.2.4')?.reason, 'newest too');
     assert.equal(cache.peek('192.0.2.2')?.since, 2_000_000);
     c.advance(799_000); // .2 is 1,799 s old
-    assert.equal(cache.has('192.0.2.2'), true);
+    assert.notEqual(cache.get('192.0.2.2'), undefined);
     c.advance(1_001);
-    assert.equal(cache.has('192.0.2.2'), false, 'expires 1,800 s after it was added, not after the resize');
-    assert.equal(cache.has('192.0.2.4'), true);
+    assert.equal(cache.get('192.0.2.2'), undefined, 'expires 1,800 s after it was added, not after the resize');
+    assert.notEqual(cache.get('192.0.2.4'), undefined);
 
-    // Longer TTL and more room: the same entries, now living longer.
+    // Longer TTL and more room: the same entries, now living longer; a network entry keeps its own.
+    cache.add(networkKey('192.0.2.0/24'), E('net', c.now()), 100);
+    c.advance(40_000);
     cache.resize(7200, 100);
+    c.advance(59_000);
+    assert.notEqual(cache.get(networkKey('192.0.2.0/24')), undefined, '1 s left');
+    c.advance(1_001);
+    assert.equal(cache.get(networkKey('192.0.2.0/24')), undefined, 'its own 100 s, not the cache\'s 7,200');
     c.advance(3_000_000);
-    assert.equal(cache.has('192.0.2.4'), true);
+    assert.notEqual(cache.get('192.0.2.4'), undefined);
     cache.resize(7200, 100); // unchanged: a no-op
     assert.equal(cache.size, 1);
   });
 
-  test('counts hits and misses, and reports its size', async () => {
-    const hits = await metric('smtp_tarpit_allowlist_cache_total', { result: 'hit' });
-    const misses = await metric('smtp_tarpit_allowlist_cache_total', { result: 'miss' });
+  test('reports its size', async () => {
     const c = clock();
     const cache = new AllowlistCache({ ttl: 60, maxEntries: 3, now: c.now });
-    cache.has('192.0.2.1');
-    cache.add('192.0.2.1', 'x');
-    cache.has('192.0.2.1');
-    cache.has('::ffff:192.0.2.1');
-    cache.peek('192.0.2.1'); // not a lookup
-    assert.equal((await metric('smtp_tarpit_allowlist_cache_total', { result: 'hit' })) - hits, 2);
-    assert.equal((await metric('smtp_tarpit_allowlist_cache_total', { result: 'miss' })) - misses, 1);
-
-    cache.add('192.0.2.2', 'x');
+    cache.add('192.0.2.1', E('x'));
+    cache.add('192.0.2.2', E('x'));
     assert.equal(await metric('smtp_tarpit_allowlist_cache_entries'), 2);
-    for (const a of ['192.0.2.3', '192.0.2.4', '192.0.2.5']) cache.add(a, 'x');
+    for (const a of ['192.0.2.3', '192.0.2.4', '192.0.2.5']) cache.add(a, E('x'));
     assert.equal(await metric('smtp_tarpit_allowlist_cache_entries'), 3);
     c.advance(60_001);
-    cache.has('192.0.2.5'); // expired: removed on lookup
+    cache.get('192.0.2.5'); // expired: removed on lookup
     assert.equal(await metric('smtp_tarpit_allowlist_cache_entries'), 2);
     cache.resize(60, 1);
     assert.equal(await metric('smtp_tarpit_allowlist_cache_entries'), cache.size);

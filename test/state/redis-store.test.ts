@@ -70,7 +70,7 @@ describe('RedisStore on a real redis-server', () => {
     const now = Date.now();
     const open = await store.connect({ client: '192.0.2.1', group: '192.0.2.0/24', count: true }, now);
     await store.connect({ client: '192.0.2.2', group: '192.0.2.0/24', count: true }, now);
-    await store.allowlist('192.0.2.1', 'survived', 600, now);
+    await store.allowlist({ client: '192.0.2.1', reason: 'survived', ttl: 600, deferred: true }, now);
     await store.harvest('192.0.2.0/24', 600, now);
     await store.greylist({ network: '192.0.2.0/24', sender: 'a@b', recipient: 'c@d' }, { minDelay: 0, pendingExpiry: 600, passedExpiry: 600 }, now);
     await store.greylist({ network: '192.0.2.0/24', sender: 'a@b', recipient: 'c@d' }, { minDelay: 0, pendingExpiry: 600, passedExpiry: 600 }, now + 1);
@@ -138,8 +138,8 @@ describe('RedisStore on a real redis-server', () => {
       Array.from({ length: 50 }, (_, i) => i + 1),
     );
     // What one learns the others see.
-    await a.allowlist('203.0.113.5', 'survived', 60, now);
-    assert.equal((await c.connect({ client: '203.0.113.5', group: '203.0.113.0/24', count: false }, now)).allowlisted, true);
+    await a.allowlist({ client: '203.0.113.5', reason: 'survived', ttl: 60, deferred: true }, now);
+    assert.equal((await c.connect({ client: '203.0.113.5', group: '203.0.113.0/24', count: false }, now)).allowlist.address !== undefined, true);
     const grey = { network: '203.0.113.0/24', sender: 's@x', recipient: 'r@y' };
     const settings = { minDelay: 60, pendingExpiry: 3600, passedExpiry: 86_400 };
     assert.equal(await a.greylist(grey, settings, now), 'new');
@@ -248,13 +248,13 @@ describe('RedisStore on a real redis-server', () => {
       const memoryOps = await counter('smtp_tarpit_store_operations_total', { store: 'memory' });
       const start = performance.now();
       const state = await store.connect({ client: '192.0.2.1', group: '192.0.2.0/24', count: true }, now);
-      await store.allowlist('192.0.2.1', 'during the outage', 600, now);
+      await store.allowlist({ client: '192.0.2.1', reason: 'during the outage', ttl: 600, deferred: true }, now);
       assert.equal(await store.greylist({ network: 'n', sender: 's', recipient: 'r' }, { minDelay: 1, pendingExpiry: 60, passedExpiry: 60 }, now), 'new');
       assert.equal(await store.harvest('192.0.2.0/24', 600, now), 1);
       const elapsed = performance.now() - start;
       assert.ok(elapsed < 100, `four calls answered in ${elapsed.toFixed(1)} ms, without waiting`);
       assert.equal(state.rate.concurrent, 1, 'counted by the local store');
-      assert.equal((await store.connect({ client: '192.0.2.1', group: 'g', count: false }, now)).allowlisted, true, 'learnt locally');
+      assert.equal((await store.connect({ client: '192.0.2.1', group: 'g', count: false }, now)).allowlist.address !== undefined, true, 'learnt locally');
       // A slot taken during the outage goes back to the local store.
       store.finish('192.0.2.0/24', 'bad', now, state.slot);
       assert.equal(store.local.connect({ client: 'x', group: '192.0.2.0/24', count: false }, now).rate.concurrent, 0);
@@ -269,7 +269,7 @@ describe('RedisStore on a real redis-server', () => {
     await ready(store, 5000);
     assert.equal(infos.length, 1, 'the recovery is logged');
     assert.equal(await gauge('smtp_tarpit_store_up'), 1);
-    await store.allowlist('192.0.2.77', 'after the restart', 600, Date.now());
+    await store.allowlist({ client: '192.0.2.77', reason: 'after the restart', ttl: 600, deferred: true }, Date.now());
     const viaOther = new Redis(redis.url);
     try {
       assert.match((await viaOther.get('restart:allow:192.0.2.77')) ?? '', /after the restart/, 'written to Redis, not memory');

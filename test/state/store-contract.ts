@@ -43,12 +43,60 @@ export function storeContract(name: string, make: StoreFactory): void {
 
   each('allowlist: a client is remembered for its TTL, then forgotten', async (store) => {
     const q = { client: '192.0.2.7', group: '192.0.2.0/24', count: false };
-    assert.equal((await store.connect(q, Date.now())).allowlisted, false);
-    await store.allowlist('192.0.2.7', 'survived the hold', 0.3, Date.now());
-    assert.equal((await store.connect(q, Date.now())).allowlisted, true);
-    assert.equal((await store.connect({ ...q, client: '192.0.2.8' }, Date.now())).allowlisted, false, 'exact address, not the group');
+    assert.equal((await store.connect(q, Date.now())).allowlist.address !== undefined, false);
+    await store.allowlist({ client: '192.0.2.7', reason: 'survived the hold', ttl: 0.3, deferred: true }, Date.now());
+    assert.equal((await store.connect(q, Date.now())).allowlist.address !== undefined, true);
+    assert.equal((await store.connect({ ...q, client: '192.0.2.8' }, Date.now())).allowlist.address !== undefined, false, 'exact address, not the group');
     await sleep(450);
-    assert.equal((await store.connect(q, Date.now())).allowlisted, false, 'expired after 0.3 s');
+    assert.equal((await store.connect(q, Date.now())).allowlist.address !== undefined, false, 'expired after 0.3 s');
+  });
+
+  each('allowlist: an entry keeps the time it was first written; connect gives its time and whether the client was deferred', async (store) => {
+    const t0 = minute();
+    const q = { client: '192.0.2.7', group: '192.0.2.0/24', count: false };
+    assert.deepEqual(await store.allowlist({ client: '192.0.2.7', reason: 'survived', ttl: 600, deferred: true }, t0), { address: 'added' });
+    assert.deepEqual(await store.allowlist({ client: '192.0.2.7', reason: 'survived again', ttl: 600, deferred: false }, t0 + 30 * S), { address: 'kept' });
+    assert.deepEqual((await store.connect(q, t0 + 40 * S)).allowlist, { address: { since: t0, deferred: true }, network: undefined });
+    await store.allowlist({ client: '192.0.2.8', reason: 'greet wait', ttl: 600, deferred: false }, t0);
+    assert.deepEqual((await store.connect({ ...q, client: '192.0.2.8' }, t0)).allowlist.address, { since: t0, deferred: false });
+  });
+
+  each('allowlist: a survivor\'s network is remembered with its own TTL, and read only when connect asks for it', async (store) => {
+    // Real time here: the memory store expires by the calls' clock, Redis by its own.
+    const t0 = Date.now();
+    const net = { key: '198.51.100.0/24', ttl: 0.3, reputationGroup: '198.51.100.0/24' };
+    const done = await store.allowlist({ client: '198.51.100.1', reason: 'survived', ttl: 600, deferred: true, network: net }, t0);
+    assert.deepEqual(done, { address: 'added', network: 'added' });
+    const neighbour = { client: '198.51.100.2', group: '198.51.100.0/24', count: false };
+    assert.deepEqual((await store.connect(neighbour, t0)).allowlist, { address: undefined, network: undefined }, 'not asked');
+    assert.deepEqual((await store.connect({ ...neighbour, network: '198.51.100.0/24' }, t0 + 1)).allowlist.network, { since: t0, deferred: true });
+    assert.equal((await store.connect({ ...neighbour, network: '203.0.113.0/24' }, t0)).allowlist.network, undefined, 'another network');
+    const again = await store.allowlist({ client: '198.51.100.3', reason: 'survived', ttl: 600, deferred: true, network: net }, t0 + 2);
+    assert.deepEqual(again, { address: 'added', network: 'kept' });
+    // TTLs run on the stores' real clocks (Redis expires keys itself).
+    await sleep(450);
+    assert.equal((await store.connect({ ...neighbour, network: '198.51.100.0/24' }, Date.now())).allowlist.network, undefined, 'the network expired after its 0.3 s');
+    assert.notEqual((await store.connect({ ...neighbour, client: '198.51.100.1' }, Date.now())).allowlist.address, undefined, 'the address keeps its 600 s');
+  });
+
+  each('allowlist: no network is remembered while its bad sessions (at least one) outnumber its delivered ones', async (store) => {
+    store.configure({ reputationHalfLife: 86_400 });
+    const t0 = minute();
+    const g = '203.0.113.0/24';
+    const write = (client: string, at: number) => store.allowlist({ client, reason: 'survived', ttl: 600, deferred: true, network: { key: g, ttl: 600, reputationGroup: g } }, at);
+    store.finish(g, 'bad', t0, undefined);
+    store.finish(g, 'bad', t0, undefined);
+    assert.deepEqual(await write('203.0.113.1', t0 + S), { address: 'added', network: 'bad-reputation' }, '2 bad, 0 delivered');
+    store.finish(g, 'delivered', t0 + 2 * S, undefined);
+    store.finish(g, 'delivered', t0 + 2 * S, undefined);
+    assert.deepEqual(await write('203.0.113.2', t0 + 3 * S), { address: 'added', network: 'added' }, '2 bad, 2 delivered: not outnumbered');
+    const clean = '192.0.2.0/24';
+    store.finish(clean, 'bad', t0 - 86_400 * 2 * S, undefined);
+    assert.deepEqual(
+      await store.allowlist({ client: '192.0.2.9', reason: 'survived', ttl: 600, deferred: true, network: { key: clean, ttl: 600, reputationGroup: clean } }, t0),
+      { address: 'added', network: 'added' },
+      'one bad session two half-lives ago is a quarter: less than one whole',
+    );
   });
 
   each('rate: concurrency counts up, release gives back once, per-minute slides out', async (store) => {
@@ -155,7 +203,7 @@ export function storeContract(name: string, make: StoreFactory): void {
     const after = await rep(t0 + 7200 * S);
     assert.ok(Math.abs(after.bad - 0.5) < 1e-9 && Math.abs(after.good - 0.5) < 1e-9, `two half-lives: ${JSON.stringify(after)}`);
     assert.deepEqual(await store.connect({ client: '198.51.100.1', group: '198.51.100.0/24', count: false }, t0), {
-      allowlisted: false,
+      allowlist: { address: undefined, network: undefined },
       rate: { concurrent: 0, perMinute: 0 },
       reputation: { bad: 0, good: 0 },
     }, 'per group');

@@ -2,12 +2,12 @@
  * Greylisting (issue 6), the retry test at RCPT: a real MTA that gets a 4xx
  * retries later (RFC 5321 §4.5.4.1), most bots never do. Not a weight: a
  * session the policy would relay is either exempt, or its triplet's state in
- * the store (src/state/store.ts) says whether this recipient waits.
+ * the store (src/state/store.ts) says whether this recipient waits. The pause
+ * a retry must keep is state/retry-delay.ts's, shared with first contact.
  *
  * Pure: the engine asks the store and counts; this file only decides who is
  * exempt, what the triplet is and which outcomes defer.
  */
-import { withoutTrailingDot } from '../dns/query-name.js';
 import type { Ip } from '../../core/ip.js';
 import { clientGroup } from '../../state/client-group.js';
 import type { GreylistKey, GreylistOutcome } from '../../state/store.js';
@@ -16,36 +16,22 @@ import type { Policy } from '../spec.js';
 /** What an exemption needs to know about a session (SessionPolicy has it all). */
 export interface GreylistSubject {
   readonly trusted: boolean;
-  /** The forward-confirmed client name (`[UNAVAILABLE]` when none). */
-  readonly clientName: string;
-  /** The client was in the allowlist cache at connect: it passed a hold, which is a retry test of its own. */
-  readonly cached: boolean;
-  readonly score: number;
+  /** The client (or its network) passed a hold, itself a retry test: its allowlist-cache entry counted at connect. */
+  readonly passed: 'address' | 'network' | undefined;
+  /** The knownSenders rule that vouched for the client, if one did. */
+  readonly knownSender: string | undefined;
 }
 
 /**
- * Why this client is never greylisted, or undefined when it may be. The
- * allow list and the allowlist cache first (already trusted), then an rDNS
- * suffix (big senders retry from another address of their pool, and some
- * retry slowly), then a score some check made negative (a DNSWL listing).
+ * Why this client is never greylisted, or undefined when it may be: the allow
+ * list, the allowlist cache and known senders (big senders retry from another
+ * address of their pool, and some retry slowly), as for first contact.
  */
-export function greylistExemption(subject: GreylistSubject, policy: Pick<Policy, 'greylisting'>): string | undefined {
+export function greylistExemption(subject: GreylistSubject): string | undefined {
   if (subject.trusted) return 'in the allow list';
-  if (subject.cached) return 'in the allowlist cache (passed a hold)';
-  const suffix = rdnsSuffix(subject.clientName, policy.greylisting.exempt.rdnsSuffixes);
-  if (suffix !== undefined) return `client name ${subject.clientName} is under ${suffix}`;
-  const below = policy.greylisting.exempt.trustedBelow;
-  if (subject.score < below) return `score ${subject.score} is below ${below}`;
-  return undefined;
-}
-
-/** The suffix a (lower-case, dotless-ended) name falls under: `google.com` covers `google.com` and `mail-x.google.com`, not `notgoogle.com`. */
-export function rdnsSuffix(name: string, suffixes: readonly string[]): string | undefined {
-  if (suffixes.length === 0 || name === '[UNAVAILABLE]' || name === '') return undefined;
-  const lower = withoutTrailingDot(name.toLowerCase());
-  for (const suffix of suffixes) {
-    if (lower === suffix || (lower.endsWith(suffix) && lower.charCodeAt(lower.length - suffix.length - 1) === 0x2e)) return suffix;
-  }
+  if (subject.passed === 'address') return 'in the allowlist cache (passed a hold)';
+  if (subject.passed === 'network') return 'its network is in the allowlist cache (a neighbour passed a hold)';
+  if (subject.knownSender !== undefined) return `a known sender (${subject.knownSender})`;
   return undefined;
 }
 

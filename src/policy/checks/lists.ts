@@ -1,6 +1,7 @@
 /**
  * The admin's own lists (DESIGN §5): `allow.cidr` skips every check,
- * `block.cidr` makes a client suspicious. The evidence names the file and line
+ * `block.cidr` makes a client suspicious, `knownSenders.networks` spares a
+ * known sender the first-contact hold. The evidence names the file and line
  * of the entry that matched, so an admin who wonders why a client was held can
  * find the line to edit.
  */
@@ -38,4 +39,12 @@ export function checkBlock(address: string | Ip, policy: Pick<Policy, 'lists'>):
   const entry = list.match(address);
   if (entry === undefined) return undefined;
   return listed(list, entry, (reason) => ({ check: 'block', weight, class: 'blocklisted', reason }));
+}
+
+/** Known-sender evidence (weight 0: vouches, known-sender.ts) when the client is in `knownSenders.networks`, or undefined. */
+export function checkKnownNetwork(address: string | Ip, policy: Pick<Policy, 'knownSenders'>): Evidence | undefined {
+  const list = policy.knownSenders.networks;
+  const entry = list.match(address);
+  if (entry === undefined) return undefined;
+  return listed(list, entry, (reason) => ({ check: 'known-sender', weight: 0, class: 'allowlisted', reason: `${reason}: knownSenders.networks` }));
 }

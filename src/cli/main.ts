@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 /**
- * The command line (yargs wiring only): serve, check, explain, status, version. Only src/cli/
- * may end the process.
+ * The command line (yargs wiring only): serve, check, explain, status, allowlist, version. Only
+ * src/cli/ may end the process.
  */
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { runAllowlistSpf, EXIT_USAGE } from './allowlist.js';
 import { runCheck } from './check.js';
 import { runExplain } from './explain.js';
 import { runServe } from './serve.js';
@@ -12,6 +13,14 @@ import { runStatus } from './status.js';
 import { VERSION } from './version.js';
 
 const DEFAULT_CONFIG = 'config/smtp-tarpit.yaml';
+
+/** `allowlist` documents exit 2 for a usage error; yargs would exit 1. */
+function usageExit(msg: string | null, err: Error | null, y: Argv): void {
+  if (err) throw err;
+  y.showHelp();
+  console.error(`\n${msg ?? ''}`);
+  process.exit(EXIT_USAGE);
+}
 
 await yargs(hideBin(process.argv))
   .scriptName('smtp-tarpit')
@@ -73,10 +82,30 @@ await yargs(hideBin(process.argv))
       process.exitCode = await runStatus(argv);
     },
   )
+  .command('allowlist', 'Build allow lists from what other domains publish', (y) =>
+    y
+      .command(
+        'spf <domains..>',
+        'Walk the domains\' SPF records (include, redirect, ip4, ip6, a, mx) and print the networks they send from, as a .cidr list',
+        (z) =>
+          z
+            .positional('domains', { type: 'string', array: true, demandOption: true, default: undefined, describe: 'Domains whose senders to list (google.com outlook.com …)' })
+            .option('output', { alias: 'o', type: 'string', describe: 'Write the list to this file, atomically (temporary file and rename), instead of stdout; left as it was when nothing is found' })
+            .option('config', { alias: 'c', type: 'string', default: DEFAULT_CONFIG, describe: 'Configuration file (YAML): its dns.servers and dns.timeout are used' })
+            .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Print errors only, not warnings' })
+            .fail(usageExit)
+            .epilog('Exit status: 0 every domain walked cleanly (warnings allowed); 1 an error was reported (the list still holds what was found elsewhere), nothing was found, or the file could not be written; 2 usage or configuration error. See docs/allowlist-spf.md.'),
+        async (argv) => {
+          process.exitCode = await runAllowlistSpf({ config: argv.config, domains: argv.domains, output: argv.output, quiet: argv.quiet });
+        },
+      )
+      .demandCommand(1, 'Name a list to build: spf')
+      .fail(usageExit),
+  )
   .command('version', 'Print the version', {}, () => {
     console.log(VERSION);
   })
-  .demandCommand(1, 'Name a command: serve, check, explain, status or version')
+  .demandCommand(1, 'Name a command: serve, check, explain, status, allowlist or version')
   .strict()
   .version(VERSION)
   .help()

@@ -2,7 +2,9 @@
  * deploy/systemd: the unit passes `systemd-analyze verify` (and a copy with a
  * misspelt directive does not, so the check can fail), keeps its hardening
  * (`systemd-analyze security` exposure), stops later than the shutdown grace,
- * and the sysusers.d file creates the user the unit runs as.
+ * and the sysusers.d file creates the user the unit runs as. The nightly
+ * known-senders refresh (smtp-tarpit-spf.service and .timer) passes verify
+ * too, keeps its sandbox, and runs `allowlist spf` into the policy directory.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -137,4 +139,70 @@ test('the sysusers.d file creates the smtp-tarpit user and group with no login s
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+const SPF_SERVICE = 'smtp-tarpit-spf.service';
+const SPF_TIMER = 'smtp-tarpit-spf.timer';
+const SPF_SERVICE_TEXT = readFileSync(join(DIR, SPF_SERVICE), 'utf8');
+const SPF_TIMER_TEXT = readFileSync(join(DIR, SPF_TIMER), 'utf8');
+
+/** As verify(), for the refresh service and its timer side by side (a timer is checked with the unit it starts). */
+async function verifySpf(service: string, timer: string): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-unit-'));
+  try {
+    writeFileSync(join(dir, SPF_SERVICE), service);
+    writeFileSync(join(dir, SPF_TIMER), timer);
+    const r = await run('systemd-analyze', ['verify', '--man=no', join(dir, SPF_SERVICE), join(dir, SPF_TIMER)]);
+    return (r.stdout + r.stderr)
+      .split('\n')
+      .filter((l) => l.includes(SPF_SERVICE) || l.includes(SPF_TIMER))
+      .filter((l) => existsSync('/usr/bin/node') || !l.includes('Command /usr/bin/node is not executable'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('the known-senders refresh service and timer pass systemd-analyze verify with no complaint', async (t) => {
+  if (!requireTool(t, 'systemd-analyze')) return;
+  assert.deepEqual(await verifySpf(SPF_SERVICE_TEXT, SPF_TIMER_TEXT), []);
+});
+
+test('verify catches a misspelt directive in the refresh service and a timer that would never fire', async (t) => {
+  if (!requireTool(t, 'systemd-analyze')) return;
+  const broken = [
+    { service: SPF_SERVICE_TEXT.replace('\nReadWritePaths=', '\nReadWritePath='), timer: SPF_TIMER_TEXT, expect: /Unknown key 'ReadWritePath'/ },
+    { service: SPF_SERVICE_TEXT, timer: SPF_TIMER_TEXT.replace('\nOnCalendar=', '\nOnCalender='), expect: /OnCalender|lacks value setting/ },
+  ];
+  for (const b of broken) {
+    assert.ok(b.service !== SPF_SERVICE_TEXT || b.timer !== SPF_TIMER_TEXT, 'the deliberate mistake must change a unit');
+    const complaints = await verifySpf(b.service, b.timer);
+    assert.ok(complaints.some((l) => b.expect.test(l)), `expected a complaint matching ${b.expect}, got ${JSON.stringify(complaints)}`);
+  }
+});
+
+test('the refresh service stays sandboxed: systemd-analyze security exposure at most 2.5 (it runs as root, with only CAP_CHOWN)', async (t) => {
+  if (!requireTool(t, 'systemd-analyze')) return;
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-unit-'));
+  try {
+    writeFileSync(join(dir, SPF_SERVICE), SPF_SERVICE_TEXT);
+    const r = await run('systemd-analyze', ['security', '--offline=yes', '--threshold=25', join(dir, SPF_SERVICE)]);
+    assert.equal(r.code, 0, r.stdout.split('\n').filter((l) => l.includes('Overall')).join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the refresh service writes known-senders.cidr into the policy directory only, then reloads the proxy; the timer runs it nightly', () => {
+  assert.equal(directive(SPF_SERVICE_TEXT, 'Type'), 'oneshot');
+  const exec = directive(SPF_SERVICE_TEXT, 'ExecStart') ?? '';
+  assert.match(exec, /^\/usr\/bin\/node \/opt\/smtp-tarpit\/dist\/cli\/main\.js allowlist spf --config \/etc\/smtp-tarpit\/smtp-tarpit\.yaml --output \/etc\/smtp-tarpit\/policies\/known-senders\.cidr \$SPF_DOMAINS$/);
+  assert.match(SPF_SERVICE_TEXT, /^Environment="SPF_DOMAINS=[a-z0-9. -]+"$/m, 'domains to edit with systemctl edit');
+  assert.equal(directive(SPF_SERVICE_TEXT, 'ReadWritePaths'), '/etc/smtp-tarpit/policies', 'the --output directory, and nothing else, is writable');
+  assert.equal(directive(SPF_SERVICE_TEXT, 'ProtectSystem'), 'strict');
+  assert.equal(directive(SPF_SERVICE_TEXT, 'CapabilityBoundingSet'), 'CAP_CHOWN');
+  assert.equal(directive(SPF_SERVICE_TEXT, 'ExecStopPost'), '-+/bin/systemctl reload smtp-tarpit.service');
+  assert.match(directive(SPF_TIMER_TEXT, 'OnCalendar') ?? '', /^\*-\*-\* \d\d:\d\d:\d\d$/);
+  assert.equal(directive(SPF_TIMER_TEXT, 'Persistent'), 'true');
+  assert.equal(directive(SPF_TIMER_TEXT, 'Unit'), undefined, 'the timer starts the service of the same name');
+  assert.equal(directive(SPF_TIMER_TEXT, 'WantedBy'), 'timers.target');
 });

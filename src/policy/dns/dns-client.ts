@@ -1,10 +1,11 @@
 /**
  * The one DNS client every check shares (DNSBL, DNSWL, FCrDNS, the XCLIENT
- * name): node:dns/promises `Resolver`s pointed at the configured servers, a
- * hard per-call deadline, an answer cache bounded by entry count that keeps
- * answers for their TTL, and one query in flight per name and type however
- * many sessions ask. Results are values, never exceptions: a check decides
- * what a timeout means, and no lookup can reject into a hook (DESIGN §4.3).
+ * name; and `allowlist spf`'s SPF walk): node:dns/promises `Resolver`s
+ * pointed at the configured servers, a hard per-call deadline, an answer
+ * cache bounded by entry count that keeps answers for their TTL, and one
+ * query in flight per name and type however many sessions ask. Results are
+ * values, never exceptions: a check decides what a timeout means, and no
+ * lookup can reject into a hook (DESIGN §4.3).
  */
 import { Resolver } from 'node:dns/promises';
 import { performance } from 'node:perf_hooks';
@@ -28,7 +29,15 @@ export interface DnsError {
 }
 export type AddressResult = { readonly kind: 'answer'; readonly addresses: readonly string[]; readonly ttl: number } | DnsNotFound | DnsError;
 export type NameResult = { readonly kind: 'answer'; readonly names: readonly string[]; readonly ttl: number } | DnsNotFound | DnsError;
-type DnsResult = AddressResult | NameResult;
+/** TXT answers, one string per record: its character-strings joined as RFC 7208 §3.3 says (no separator). */
+export type TextResult = { readonly kind: 'answer'; readonly texts: readonly string[]; readonly ttl: number } | DnsNotFound | DnsError;
+/** One MX record; `exchange` is '' for a null MX (RFC 7505: the domain accepts no mail). */
+export interface MxRecord {
+  readonly exchange: string;
+  readonly priority: number;
+}
+export type MxResult = { readonly kind: 'answer'; readonly exchanges: readonly MxRecord[]; readonly ttl: number } | DnsNotFound | DnsError;
+type DnsResult = AddressResult | NameResult | TextResult | MxResult;
 
 export interface DnsClientOptions {
   /** Resolver addresses: `ip`, `ip:port`, `[v6]:port`; empty uses the system's resolvers. A bad one throws here. */
@@ -41,6 +50,8 @@ export interface DnsClientOptions {
   readonly negativeTtl?: number;
   /** Seconds a PTR answer is remembered (default 300): node's PTR lookups do not report a TTL. */
   readonly ptrTtl?: number;
+  /** Seconds a TXT or MX answer is remembered (default 300): node's TXT and MX lookups do not report a TTL either. */
+  readonly untimedTtl?: number;
   /** Longest TTL honoured (default 1 day), so a huge TTL cannot pin a stale listing. */
   readonly maxTtl?: number;
   /** Millisecond clock for cache expiry; tests pass a fake one. */
@@ -48,7 +59,7 @@ export interface DnsClientOptions {
 }
 
 export interface LookupOptions {
-  /** Metrics label: the DNSBL/DNSWL zone, or `rdns`. */
+  /** Metrics label: the DNSBL/DNSWL zone, `rdns`, or `spf` (the SPF walk). */
   readonly zone: string;
   /** Seconds before the lookup counts as a timeout; defaults to the client's `timeout`. */
   readonly timeout?: number;
@@ -73,6 +84,7 @@ export class DnsClient {
   private readonly defaultTimeout: number;
   private readonly negativeTtlMs: number;
   private readonly ptrTtlMs: number;
+  private readonly untimedTtlMs: number;
   private readonly maxTtlMs: number;
   private readonly cache: LRUCache<string, DnsResult>;
   private readonly inflight = new Map<string, Promise<DnsResult>>();
@@ -83,6 +95,7 @@ export class DnsClient {
     this.defaultTimeout = options.timeout;
     this.negativeTtlMs = Math.min(options.negativeTtl ?? 60, MAX_NEGATIVE_TTL) * 1000;
     this.ptrTtlMs = (options.ptrTtl ?? 300) * 1000;
+    this.untimedTtlMs = (options.untimedTtl ?? 300) * 1000;
     this.maxTtlMs = (options.maxTtl ?? 86_400) * 1000;
     this.cache = new LRUCache<string, DnsResult>({
       max: options.maxEntries ?? 10_000,
@@ -111,6 +124,29 @@ export class DnsClient {
     return this.lookup<NameResult>('PTR', name, options, async (r) => {
       const names = await r.resolvePtr(name);
       return names.length > 0 ? { kind: 'answer', names, ttl: this.ptrTtlMs / 1000 } : { kind: 'nxdomain' };
+    });
+  }
+
+  /**
+   * TXT records (SPF, RFC 7208 §3.3). c-ares gives each record as its
+   * character-strings (at most 255 bytes each); a long SPF record is split
+   * across several and must be read as their concatenation, with no space
+   * added, so each record's chunks are joined here.
+   */
+  resolveTxt(name: string, options: LookupOptions): Promise<TextResult> {
+    return this.lookup<TextResult>('TXT', name, options, async (r) => {
+      const records = await r.resolveTxt(name);
+      return records.length > 0 ? { kind: 'answer', texts: records.map((chunks) => chunks.join('')), ttl: this.untimedTtlMs / 1000 } : { kind: 'nxdomain' };
+    });
+  }
+
+  /** MX records, in the order the server sent them (a null MX, RFC 7505, has exchange ''). */
+  resolveMx(name: string, options: LookupOptions): Promise<MxResult> {
+    return this.lookup<MxResult>('MX', name, options, async (r) => {
+      const records = await r.resolveMx(name);
+      return records.length > 0
+        ? { kind: 'answer', exchanges: records.map((m) => ({ exchange: m.exchange, priority: m.priority })), ttl: this.untimedTtlMs / 1000 }
+        : { kind: 'nxdomain' };
     });
   }
 

@@ -68,6 +68,7 @@ export const hostReply = {
   timeout: perHost((host) => ({ code: 421, enhanced: '4.4.2', text: `${host} Error: timeout exceeded` })),
   tooMuchInput: perHost((host) => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too much input` })),
   tooManyErrors: perHost((host) => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too many errors` })),
+  tooManyCommands: perHost((host) => ({ code: 421, enhanced: '4.7.0', text: `${host} Error: too many commands` })),
 };
 
 /**

@@ -10,15 +10,17 @@
  *
  * Cheapness, because issue 4 holds tens of thousands of these:
  * - one TimerQueue entry at a time per session (the reply's deadline, the
- *   next byte of a stuttered reply, the client's idle deadline, or the close
- *   grace; never past the profile's maxHold), the session itself as target;
+ *   next byte of a stuttered reply, the client's idle deadline, an ended
+ *   session's grace, or the close grace; never past the profile's maxHold
+ *   while held), the session itself as target;
  * - socket listeners are shared functions that find the session through a
  *   symbol on the socket, not closures per session or per wait (hold-socket.ts);
  * - while a reply is held the socket is read only until the first chunk (to
  *   notice talking out of turn), then paused, so what a bot keeps sending
  *   stays in the kernel;
  * - nothing grows with hold time: counters, the stage clocks' fixed array
- *   (hold-clock.ts), and bounded line, byte and recipient limits.
+ *   (hold-clock.ts), and bounded line, byte and recipient limits;
+ * - what only an ended session needs (hold-ending.ts) is made at the end.
  *
  * What each command gets and changes is hold-commands.ts's; this module
  * holds, writes and ends.
@@ -27,6 +29,12 @@
  * times the profile's jitter) and written whole by `send` or trickled by
  * `trickle` (stutter). Closing replies always go out whole: the client is
  * being let go, and maxHold bounds what it costs us.
+ *
+ * The end reply (a survivor's, the profile's end, maxHold's) closes at once
+ * only when it is a 421 (RFC 5321 §3.8). Any other leaves the session ENDED:
+ * open for the client's QUIT, every command answered at once by
+ * hold-ending.ts, the one timer entry armed for the end grace, and the
+ * outcome fixed: what the client does after its answer is not how the hold went.
  */
 import type { Socket } from 'node:net';
 import { toWire, type Reply } from '../core/reply.js';
@@ -34,6 +42,7 @@ import { STAGE_INDEX, STAGES, type Stage } from '../core/stage.js';
 import { classifyCommandLine } from '../policy/checks/protocol.js';
 import type { TarpitProfile } from '../policy/spec.js';
 import { HoldDialogue, R, endReply, hostReply, type Effect } from './hold-commands.js';
+import { HoldEnding, closesSession } from './hold-ending.js';
 import { StageClock, jittered, otherDelay, stageDelay } from './hold-clock.js';
 import { attach, detach, endSocket, kData, kFinish, kHangup, type SocketSink } from './hold-socket.js';
 import { LineReader, type LineResult } from './line-reader.js';
@@ -79,9 +88,10 @@ export function hold(socket: Socket, options: HoldOptions): HoldSession {
 
 const WAIT = 0; // a reply is held
 const TURN = 1; // waiting for the client's next command
-const CLOSING = 2; // last reply written, socket ending
-const CLOSED = 3; // 'close' seen, summary delivered
-type Phase = typeof WAIT | typeof TURN | typeof CLOSING | typeof CLOSED;
+const ENDED = 2; // the end reply is out and was not 421: answering at once until QUIT (hold-ending.ts)
+const CLOSING = 3; // last reply written, socket ending
+const CLOSED = 4; // 'close' seen, summary delivered
+type Phase = typeof WAIT | typeof TURN | typeof ENDED | typeof CLOSING | typeof CLOSED;
 
 const DEFAULT_SIZE = 10 * 1024 * 1024;
 /** Seconds a profile without `maxHold` holds a client in all. */
@@ -133,6 +143,12 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   private bareLfSeen = false;
   /** Counts per event kind; made at the first event, as most held clients (silent bots) raise none. */
   private events: Record<HoldEventKind, number> | undefined;
+  /**
+   * The dialogue after the end; set when the session becomes ENDED. Declared
+   * only, so the property exists on ended sessions alone: a held one pays no
+   * slot for it.
+   */
+  private declare ending: HoldEnding | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -178,6 +194,10 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     return this.phase >= CLOSING;
   }
 
+  get envelope(): { sender: string | undefined; recipients: readonly string[] } {
+    return { sender: this.dialogue.mailFrom, recipients: this.dialogue.rcpts ?? [] };
+  }
+
   setProfile(profile: TarpitProfile): void {
     this.currentProfile = profile;
   }
@@ -186,15 +206,15 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.closeWith(reply ?? this.dropReply(), 'closed');
   }
 
-  /** TimerTarget: the held reply is due, the client's turn timed out, or a closing socket's grace ran out. */
+  /** TimerTarget: the held reply is due, the client's turn timed out, an ended session's grace or a closing socket's ran out. */
   onTimer(): void {
     this.timer = undefined;
     try {
-      if (this.phase < CLOSING && this.holdExpired()) this.closeWith(endReply(this.currentProfile), MAX_HOLD_OUTCOME);
+      if (this.phase <= TURN && this.holdExpired()) this.end(endReply(this.currentProfile), MAX_HOLD_OUTCOME);
       else if (this.phase === WAIT) {
         if (this.trickleReply !== undefined) this.trickle(this.trickleReply);
         else this.deliver();
-      } else if (this.phase === TURN) this.closeWith(hostReply.timeout(this.hostname), 'idle');
+      } else if (this.phase === TURN || this.phase === ENDED) this.closeWith(hostReply.timeout(this.hostname), 'idle');
       else if (this.phase === CLOSING) this.socket.destroy();
     } catch (err) {
       this.fail(err);
@@ -229,7 +249,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
       return;
     }
     this.reader.push(chunk);
-    if (this.phase === TURN) {
+    if (this.phase !== WAIT) {
       this.drain();
       return;
     }
@@ -246,20 +266,21 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     }
   }
 
-  /** Takes the client's buffered lines one by one while it is its turn; then reads more. */
+  /** Takes the client's buffered lines one by one while it is its turn (or the session has ended); then reads more. */
   private drain(): void {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (this.phase === TURN) {
+      while (this.phase === TURN || this.phase === ENDED) {
         const line = this.reader.next();
         if (line === undefined) break;
-        this.line(line);
+        if (this.phase === ENDED) this.afterEnd(line);
+        else this.line(line);
       }
     } finally {
       this.draining = false;
     }
-    if (this.phase === TURN) this.socket.resume();
+    if (this.phase === TURN || this.phase === ENDED) this.socket.resume();
   }
 
   private line(line: LineResult): void {
@@ -309,6 +330,17 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.respond(stage, delay, reply, plan.effect, close);
   }
 
+  /**
+   * A line after the end: answered at once, never held, never shown to the
+   * observer (the client has its answer); QUIT and the command cap close.
+   */
+  private afterEnd(line: LineResult): void {
+    this.commands++;
+    const reply = this.ending!.answer(line);
+    if (closesSession(reply)) this.closeWith(reply, undefined);
+    else this.send(reply);
+  }
+
   /** A protocol error the observer is not asked about (too-long line). */
   private error(reply: Reply): void {
     if (!this.tooManyErrors()) this.respond(this.currentStage, 0, reply, undefined, undefined);
@@ -331,7 +363,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.cancelTimer();
     if (this.holdExpired()) {
       // A client that keeps talking never lets a timer fire: the budget is checked per reply too.
-      this.closeWith(endReply(this.currentProfile), MAX_HOLD_OUTCOME);
+      this.end(endReply(this.currentProfile), MAX_HOLD_OUTCOME);
       return;
     }
     this.phase = WAIT;
@@ -368,7 +400,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     const pending = this.pending;
     if (pending === 'end') {
       const reply = this.observer?.onSurvived?.(this) ?? endReply(this.currentProfile);
-      if (this.phase === WAIT) this.closeWith(reply, 'survived');
+      if (this.phase === WAIT) this.end(reply, 'survived');
       return;
     }
     if (this.pendingClose !== undefined) {
@@ -486,7 +518,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     if (socket.writableLength > this.limits.maxUnread && this.phase < CLOSING) {
       // It does not read what we say: nothing more to learn, and our heap would hold it.
       this.settle();
-      this.outcome = 'abuse';
+      if (this.phase !== ENDED) this.outcome = 'abuse';
       this.cancelTimer();
       this.phase = CLOSING;
       socket.destroy();
@@ -569,12 +601,42 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
 
   // --- ending ---
 
-  /** Writes a last reply (if any), ends the socket and destroys it once flushed. */
-  private closeWith(reply: Reply | undefined, outcome: HoldOutcome): void {
-    if (this.phase >= CLOSING) return;
+  /**
+   * The end reply. After a 421 the server closes (RFC 5321 §3.8); after any
+   * other it may not on its own initiative, so the session stays open, ENDED,
+   * for the client's QUIT: answered at once (hold-ending.ts), for at most the
+   * end grace. The outcome is fixed here.
+   */
+  private end(reply: Reply, outcome: HoldOutcome): void {
+    if (closesSession(reply)) return this.closeWith(reply, outcome);
+    if (this.phase >= ENDED) return;
     this.settle();
     this.cancelTimer();
     this.outcome = outcome;
+    this.phase = ENDED;
+    this.ending = new HoldEnding(reply, this.hostname, this.limits.endCommands);
+    // A reply half trickled is finished first, so the client reads whole lines.
+    this.flushTrickle();
+    this.send(reply);
+    if (this.phase !== ENDED) return;
+    // Armed once, not per command: a NOOP every few seconds cannot stretch it. Not capped by maxHold, which bounds
+    // the hold, and the hold is over.
+    this.timer = this.timers.schedule(this, this.limits.endGrace * 1000);
+    // Lines the client sent while the end reply was held (a QUIT pipelined behind DATA) are answered now, in order.
+    this.drain();
+  }
+
+  /**
+   * Writes a last reply (if any), ends the socket and destroys it once flushed.
+   * `outcome` is how the hold ended; after the end it is kept whatever the
+   * caller says (undefined, a timeout, a shutdown, a fault): the client was
+   * being let go, and the end said how the hold went.
+   */
+  private closeWith(reply: Reply | undefined, outcome: HoldOutcome | undefined): void {
+    if (this.phase >= CLOSING) return;
+    this.settle();
+    this.cancelTimer();
+    if (this.phase !== ENDED && outcome !== undefined) this.outcome = outcome;
     // A reply half trickled is finished first, so the client reads whole lines.
     this.flushTrickle();
     if (reply !== undefined) this.send(reply);
@@ -586,14 +648,20 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     this.timer = this.timers.schedule(this, this.limits.closeGrace * 1000);
   }
 
-  /** The client closed (FIN) or the socket failed before we closed it. */
+  /**
+   * The client closed (FIN) or the socket failed before we closed it. After
+   * the end that is no hang-up: hang-ups measure where clients give up, and
+   * this one left with its answer.
+   */
   private hangup(err: Error | undefined): void {
     if (err !== undefined) this.socketError ??= (err as NodeJS.ErrnoException).code ?? err.name;
     if (this.phase >= CLOSING) return;
     this.settle();
     this.cancelTimer();
-    this.outcome = 'hangup';
-    this.hangupStage = this.currentStage;
+    if (this.phase !== ENDED) {
+      this.outcome = 'hangup';
+      this.hangupStage = this.currentStage;
+    }
     this.phase = CLOSING;
     this.socket.destroy();
   }
@@ -601,8 +669,8 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
   /** 'close': the session is over. Delivers the summary once and lets go of everything. */
   private finish(): void {
     if (this.phase === CLOSED) return;
-    if (this.phase !== CLOSING) {
-      // Destroyed from outside without an error or a FIN we saw.
+    if (this.phase !== CLOSING && this.phase !== ENDED) {
+      // Destroyed from outside without an error or a FIN we saw (after the end, the end's outcome stands).
       this.settle();
       this.outcome = 'hangup';
       this.hangupStage = this.currentStage;
@@ -637,7 +705,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
 
   // --- bookkeeping ---
 
-  /** Adds the running wait or turn to its stage's clock. */
+  /** Adds the running wait or turn to its stage's clock; time after the end is neither held nor the client's. */
   private settle(): void {
     if (this.phase === WAIT) this.clock.held(this.waitStage);
     else if (this.phase === TURN) this.clock.client(this.currentStage);

@@ -58,9 +58,9 @@ export type Decision = 'continue' | 'drop' | { readonly reply: Reply; readonly c
 
 /** How a hold ended. */
 export const HOLD_OUTCOMES = [
-  /** Sat the DATA wait out; got `onSurvived`'s reply. */
+  /** Sat the DATA wait out; got `onSurvived`'s reply (what it did after that reply, QUIT or not, does not change this). */
   'survived',
-  /** Sent QUIT. */
+  /** Sent QUIT before the end reply. */
   'quit',
   /** Closed or reset the connection first. */
   'hangup',
@@ -76,7 +76,7 @@ export const HOLD_OUTCOMES = [
   'error',
   /** `session.close()` from outside (shutdown, a cap). */
   'closed',
-  /** Held for the profile's `maxHold` in all; got the profile's end reply, not allowlisted. */
+  /** Held for the profile's `maxHold` in all; got the profile's end reply, not allowlisted (and, as for `survived`, whatever followed it does not change this). */
   'maxHold',
   /** Sat the greet wait of an `end: relay` profile out silently; the socket went to the relay path (`onRelay`). */
   'relayed',
@@ -90,21 +90,22 @@ export interface HoldSummary {
   readonly outcome: HoldOutcome;
   /** Furthest stage reached (`quit` does not count: `outcome` says so). */
   readonly stage: Stage;
-  /** The stage the client hung up in, when outcome is `hangup`. */
+  /** The stage the client hung up in, when outcome is `hangup`: never after the end reply (a client that leaves with its answer did not give up). */
   readonly hangup?: Stage;
   /** The socket error that ended it (`ECONNRESET`), if one did. */
   readonly socketError?: string;
   /** Profile in force at the end (it may have been switched). */
   readonly profile: string;
-  /** Seconds from hold() to close. */
+  /** Seconds from hold() to close (the time after the end reply, waiting for QUIT, too). */
   readonly seconds: number;
-  /** Seconds we deliberately held replies, in all and per stage. */
+  /** Seconds we deliberately held replies, in all and per stage (never after the end reply: nothing is held then). */
   readonly heldSeconds: number;
   readonly held: StageSeconds;
-  /** Seconds the client took to send its commands, per stage (its turn: our reply → its line). */
+  /** Seconds the client took to send its commands, per stage (its turn: our reply → its line), up to the end reply. */
   readonly client: StageSeconds;
-  /** Command lines received (too-long lines included). */
+  /** Command lines received (too-long lines included), after the end reply too. */
   readonly commands: number;
+  /** Protocol errors up to the end reply (after it nothing is judged: the end grace and `endCommands` bound it). */
   readonly errors: number;
   readonly bytesRead: number;
   readonly helo?: string;
@@ -122,16 +123,23 @@ export interface HoldControl {
   readonly stage: Stage;
   readonly profile: TarpitProfile;
   readonly closed: boolean;
+  /** The envelope the client sent so far (MAIL FROM's address, every RCPT's, whatever their replies): what a survivor was deferred for. */
+  readonly envelope: { readonly sender: string | undefined; readonly recipients: readonly string[] };
   /** Takes effect at the next wait; the wait in progress keeps its deadline. */
   setProfile(profile: TarpitProfile): void;
-  /** Writes the reply (default 421) at once and closes; outcome `closed`. */
+  /** Writes the reply (default 421) at once and closes; outcome `closed` (a session past its end reply keeps its outcome). */
   close(reply?: Reply): void;
 }
 
 export interface HoldObserver {
   onEvent?(event: HoldEvent, session: HoldControl): Decision | undefined;
   onCommand?(command: HoldCommand, session: HoldControl): Decision | undefined;
-  /** The client sat the DATA wait out: the reply it gets before we close. Default: the profile's end (see `endReply`). */
+  /**
+   * The client sat the DATA wait out: the reply it gets instead of 354.
+   * Default: the profile's end (see `endReply`). A 421 closes at once; after
+   * any other the connection stays open for the client's QUIT (RFC 5321 §3.8,
+   * hold-ending.ts).
+   */
   onSurvived?(session: HoldControl): Reply;
   /**
    * The greet wait of a profile that ends in `relay` is over and the client
@@ -165,6 +173,14 @@ export interface HoldLimits {
   readonly maxUnread: number;
   /** Seconds a closing socket gets to flush its last reply before it is destroyed. */
   readonly closeGrace: number;
+  /**
+   * Seconds a session whose end reply was not a 421 stays open for the
+   * client's QUIT (RFC 5321 §3.8), counted from the end reply and never
+   * extended by a command; then 421 and close (hold-ending.ts).
+   */
+  readonly endGrace: number;
+  /** Commands answered after the end reply, QUIT aside; the next one gets 421 and a close. */
+  readonly endCommands: number;
 }
 
 export const DEFAULT_HOLD_LIMITS: HoldLimits = Object.freeze({
@@ -175,6 +191,8 @@ export const DEFAULT_HOLD_LIMITS: HoldLimits = Object.freeze({
   maxRecipients: 100,
   maxUnread: 16 * 1024,
   closeGrace: 5,
+  endGrace: 10,
+  endCommands: 10,
 });
 
 /** What `classify` says about a session's first command line. */

@@ -62,6 +62,8 @@ test('a client listed in block.cidr gets the tarpit verdict: held by the profile
     assert.equal(end.code, 554, end.lines.join(' | '));
     assert.equal(end.enhanced, '5.7.1');
     assert.match(end.text, /Held and refused by the test tarpit/);
+    // Not a 421, so the proxy does not close on its own (RFC 5321 §3.8): the client's QUIT ends it.
+    assert.equal((await client.command('QUIT')).code, 221);
     await client.waitClosed();
 
     const log = await sessionOf(p, '127.0.5.1');
@@ -172,6 +174,7 @@ test('first contact: a new client is held, sits it out, gets 451 4.7.1; its retr
     assert.equal(held.rcpt[0]?.code, 250);
     assert.equal(held.data?.code, 451, JSON.stringify(held.data));
     assert.equal(held.data?.enhanced, '4.7.1');
+    assert.equal((await first.client.command('QUIT')).code, 221, 'the 451 leaves the session open for QUIT');
     await first.client.waitClosed();
     assert.equal(backend.messages.length, 0, 'nothing relayed from the hold');
 
@@ -346,6 +349,7 @@ test('metrics after a few sessions: verdicts, checks, DNS lookup latency by zone
       const fresh = await greet(p.port, '127.0.12.1');
       await fresh.client.command('EHLO fresh.example');
       assert.equal((await fresh.client.send('a@fresh.example', ['b@dest.example'], MESSAGE)).data?.code, 451);
+      assert.equal((await fresh.client.command('QUIT')).code, 221);
       await fresh.client.waitClosed();
       const again = await greet(p.port, '127.0.12.1');
       assert.equal(again.banner.code, 220);

@@ -154,12 +154,16 @@ test('a patient MTA (swaks) sits a first-contact hold out, hears 451 4.7.1 and i
     const [first, bot] = await Promise.all([swaks(p.port, '127.0.21.1'), runBot({ port: p.port, localAddress: '127.0.21.2', style: 'polite', patienceMs: 2500 })]);
 
     assert.match(first.output, /<\*\* +451 4\.7\.1/, first.output);
+    // The 451 leaves the connection open (RFC 5321 §3.8): swaks's QUIT gets its 221, and the session ends cleanly.
+    assert.match(first.output, /<\*\* +451 4\.7\.1[^\n]*\n +-> QUIT\n<- +221 2\.0\.0 Bye/, first.output);
+    assert.doesNotMatch(first.output, /Remote host closed connection unexpectedly/, first.output);
     assert.notEqual(first.code, 0, 'swaks reports the temporary failure');
     assert.ok(first.seconds >= 4 && first.seconds < 15, `swaks sat the 5 × 1 s hold out: ${first.seconds} s`);
     const held = await sessionOf(p, '127.0.21.1');
     assert.equal(held.firstContact, true, JSON.stringify(held));
     assert.equal(held.path, 'hold');
     assert.equal(held.outcome, 'survived', JSON.stringify(held));
+    assert.equal(held.hangup, undefined, 'leaving after its answer is no hang-up');
     assert.equal(backend.messages.length, 0, 'nothing relayed from the hold');
 
     const retry = await swaks(p.port, '127.0.21.1');
@@ -204,8 +208,9 @@ test('a real patient MTA (a second Postfix\'s smtp client, relaying to the proxy
   const policies = policyDir(t, FIRST_CONTACT);
   await withProxy({ backendPort: backend.port, config: { policies } }, async (p) => {
     // Every foreign domain goes to the proxy, from 127.0.22.1; the helper's 1–2 s backoff makes the retry quick.
+    // debug_peer_list logs the smtp client's conversation with the proxy (127.0.0.1), to see how the held session ends.
     const sender = await startPostfix({
-      extraMain: { relayhost: `[127.0.0.1]:${p.port}`, default_transport: 'smtp', relay_transport: 'smtp', smtp_bind_address: '127.0.22.1' },
+      extraMain: { relayhost: `[127.0.0.1]:${p.port}`, default_transport: 'smtp', relay_transport: 'smtp', smtp_bind_address: '127.0.22.1', debug_peer_list: '127.0.0.1' },
     });
     try {
       const submit = await SmtpClient.open({ port: sender.port, timeout: 5000 });
@@ -216,12 +221,26 @@ test('a real patient MTA (a second Postfix\'s smtp client, relaying to the proxy
 
       const deferred = await sender.waitForLog(/status=deferred .*451 4\.7\.1/, 15_000);
       assert.match(deferred, /rcpt@example\.net/);
+      assert.match(deferred, /\(in reply to DATA command\)/);
+      assert.doesNotMatch(deferred, /lost connection/);
       const held = await sessionOf(p, '127.0.22.1');
       assert.equal(held.outcome, 'survived', JSON.stringify(held));
       assert.equal(held.firstContact, true);
       assertHeld(held, { connect: 1, helo: 1, mail: 1, rcpt: 1, data: 1 });
 
       await sender.waitForLog(/status=sent /, 15_000);
+      // After the 451 Postfix asks whether the connection is still good for more mail (RSET) and, having none, says
+      // QUIT: the RSET is answered now, where the proxy used to close under it. Nothing in the log is a lost connection.
+      const log = await sender.log();
+      assert.doesNotMatch(log, /lost connection/i);
+      const talk = log.split('\n').flatMap((l) => {
+        const m = /\/smtp\[\d+\]: ([<>]) 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: (.*)$/.exec(l);
+        return m ? [`${m[1]} ${m[2]}`] : [];
+      });
+      const end = talk.findIndex((l) => l.startsWith('< 451 4.7.1'));
+      assert.ok(end >= 0, talk.join('\n'));
+      const after = talk.slice(end + 1, end + 4);
+      assert.ok(after[0] === '> QUIT' || (after[0] === '> RSET' && after[1] === '< 250 2.0.0 Ok' && after[2] === '> QUIT'), talk.join('\n'));
       assert.equal(backend.messages.length, 1);
       const [message] = backend.messages;
       assert.equal(message!.clientAddress, '127.0.22.1');

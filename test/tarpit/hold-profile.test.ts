@@ -162,16 +162,21 @@ test('jitter: each delay is multiplied by a factor in [1 - jitter, 1 + jitter] d
   assert.ok(times[1]! >= 295, `highest draw: banner after ${times[1]!.toFixed(0)} ms`);
 });
 
-test('maxHold: a client in a long wait gets the profile’s end reply when the budget runs out, and is not allowlisted', async (t) => {
-  const h = await serve(t, { profile: profile({ delays: { helo: 10 }, maxHold: 0.3, end: { kind: 'allowlist' } }) });
+test('maxHold: a client in a long wait gets the profile’s end reply when the budget runs out, is not allowlisted, and may still QUIT', async (t) => {
+  const h = await serve(t, { profile: profile({ delays: { helo: 10 }, maxHold: 0.3, end: { kind: 'allowlist' } }), limits: { endGrace: 60 } });
   const start = performance.now();
   const c = await Raw.connect(h.port);
   await c.waitFor(/ESMTP\r\n$/);
   c.socket.write('HELO c.example\r\n');
-  await until(() => c.closed);
+  await c.waitFor(/\r\n451 [^\r]*\r\n$/);
   const elapsed = performance.now() - start;
   assert.equal(c.text, '220 mx.test ESMTP\r\n451 4.7.1 Service temporarily unavailable, try again later\r\n');
   assert.ok(elapsed >= 295 && elapsed < 1500, `ended after ${elapsed.toFixed(0)} ms`);
+  // A 451 is no licence to close (RFC 5321 §3.8); the end grace is not cut short by the spent maxHold either.
+  assert.equal(h.sessions[0]!.closed, false);
+  c.socket.write('QUIT\r\n');
+  await until(() => c.closed);
+  assert.match(c.text, /\r\n451 4\.7\.1 [^\r]*\r\n221 2\.0\.0 Bye\r\n$/);
   const s = await h.summary();
   assert.equal(s.outcome, 'maxHold');
   // Cut short is not sat out: no onSurvived, so no allowlisting.
@@ -179,12 +184,14 @@ test('maxHold: a client in a long wait gets the profile’s end reply when the b
   assert.equal(h.timers.size, 0);
 });
 
-test('maxHold also ends a client idle on its turn, and one that keeps sending commands answered at once', async (t) => {
-  const h = await serve(t, { profile: profile({ maxHold: 0.25 }), limits: { idleTimeout: 30 } });
+test('maxHold also ends a client idle on its turn, and one that keeps sending commands answered at once (which then meets the command cap after the end)', async (t) => {
+  const h = await serve(t, { profile: profile({ maxHold: 0.25 }), limits: { idleTimeout: 30, endGrace: 60 } });
   const idle = await Raw.connect(h.port);
   await idle.waitFor(/ESMTP\r\n$/);
-  await until(() => idle.closed, 2000);
-  assert.equal(idle.text, '220 mx.test ESMTP\r\n554 5.7.1 Held and refused\r\n');
+  await idle.waitFor(/\r\n554 [^\r]*\r\n$/);
+  idle.socket.write('QUIT\r\n');
+  await until(() => idle.closed);
+  assert.equal(idle.text, '220 mx.test ESMTP\r\n554 5.7.1 Held and refused\r\n221 2.0.0 Bye\r\n');
 
   const chatty = await Raw.connect(h.port);
   await chatty.waitFor(/ESMTP\r\n$/);
@@ -194,5 +201,5 @@ test('maxHold also ends a client idle on its turn, and one that keeps sending co
     await new Promise((r) => setTimeout(r, 10));
   }
   assert.ok(chatty.closed, 'closed within 2 s');
-  assert.match(chatty.text, /250 2\.0\.0 Ok\r\n554 5\.7\.1 Held and refused\r\n$/);
+  assert.match(chatty.text, /250 2\.0\.0 Ok\r\n554 5\.7\.1 Held and refused\r\n(250 2\.0\.0 Ok\r\n){10}421 4\.7\.0 mx\.test Error: too many commands\r\n$/);
 });

@@ -1,87 +1,12 @@
 /**
- * The hold over real loopback sockets: a net.Server hands each accepted
- * (paused) socket to hold(); clients are plain net.connect sockets.
+ * The hold over real loopback sockets (hold-harness.ts): a net.Server hands
+ * each accepted (paused) socket to hold(); clients are plain net.connect
+ * sockets. What follows the end reply is hold-ending.test.ts's.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { once } from 'node:events';
-import { hold, type HoldOptions, type HoldSession } from '../../src/tarpit/hold.js';
-import { TimerQueue } from '../../src/tarpit/timer-queue.js';
 import { Raw, until } from './raw-client.js';
-import type { HoldEvent, HoldObserver, HoldSummary } from '../../src/tarpit/types.js';
-import type { TarpitProfile } from '../../src/policy/spec.js';
-import { SmtpClient } from '../helpers/smtp-client.js';
-
-function profile(name: string, delays: Partial<TarpitProfile['delays']> = {}, end: TarpitProfile['end'] = { kind: 'allowlist' }): TarpitProfile {
-  return { name, delays: { banner: 0, helo: 0, mail: 0, rcpt: 0, data: 0, ...delays }, end };
-}
-
-const INSTANT = profile('instant');
-
-interface Harness {
-  readonly port: number;
-  readonly timers: TimerQueue;
-  readonly sessions: HoldSession[];
-  readonly serverSockets: Socket[];
-  readonly summaries: HoldSummary[];
-  readonly events: HoldEvent[];
-  /** The i-th session's summary, once it closed. */
-  summary(i?: number): Promise<HoldSummary>;
-}
-
-type Setup = Partial<Omit<HoldOptions, 'observer' | 'timers'>> & { observer?: HoldObserver };
-
-/** A listener that holds every connection with `setup`; closed when the test ends. */
-async function serve(t: TestContext, setup: Setup = {}): Promise<Harness> {
-  const timers = new TimerQueue();
-  const sessions: HoldSession[] = [];
-  const serverSockets: Socket[] = [];
-  const summaries: HoldSummary[] = [];
-  const events: HoldEvent[] = [];
-  const server = createServer({ pauseOnConnect: true }, (socket) => {
-    serverSockets.push(socket);
-    const inner = setup.observer ?? {};
-    const observer: HoldObserver = {
-      onEvent: (e, s) => {
-        events.push(e);
-        return inner.onEvent?.(e, s);
-      },
-      onCommand: inner.onCommand?.bind(inner),
-      onSurvived: inner.onSurvived?.bind(inner),
-      onError: inner.onError?.bind(inner),
-      onClose: (summary) => {
-        summaries.push(summary);
-        inner.onClose?.(summary);
-      },
-    };
-    sessions.push(hold(socket, { hostname: 'mx.test', profile: INSTANT, ...setup, observer, timers }));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => {
-    for (const s of serverSockets) s.destroy();
-    server.close();
-    timers.clear();
-  });
-  const port = (server.address() as AddressInfo).port;
-  return {
-    port,
-    timers,
-    sessions,
-    serverSockets,
-    summaries,
-    events,
-    async summary(i = 0) {
-      await until(() => summaries.length > i, 3000, `summary #${i}`);
-      return summaries[i]!;
-    },
-  };
-}
-
-async function open(port: number): Promise<SmtpClient> {
-  return SmtpClient.connect({ port, timeout: 3000 });
-}
+import { open, profile, serve } from './hold-harness.js';
 
 test('the banner waits for the profile’s banner delay', async (t) => {
   const h = await serve(t, { profile: profile('slow-banner', { banner: 0.15 }) });
@@ -112,7 +37,7 @@ test('EHLO answers a short multi-line 250 (8BITMIME, SMTPUTF8) without PIPELININ
   await c.quit();
 });
 
-test('a full walk to DATA: every reply waits its stage, DATA gets onSurvived’s reply instead of 354, then close', async (t) => {
+test('a full walk to DATA: every reply waits its stage, DATA gets onSurvived’s reply instead of 354, QUIT then gets 221 and the close', async (t) => {
   const delays = { banner: 0.05, helo: 0.06, mail: 0.07, rcpt: 0.08, data: 0.09 };
   let survivedCalls = 0;
   const h = await serve(t, {
@@ -149,7 +74,8 @@ test('a full walk to DATA: every reply waits its stage, DATA gets onSurvived’s
   assert.equal(data.code, 451);
   assert.equal(data.enhanced, '4.7.1');
   assert.equal(data.text, 'Come back later');
-  await c.waitClosed(2000);
+  assert.equal((await c.command('QUIT')).code, 221);
+  await c.waitClosed();
   const s = await h.summary();
   assert.equal(survivedCalls, 1);
   assert.equal(s.outcome, 'survived');
@@ -160,7 +86,7 @@ test('a full walk to DATA: every reply waits its stage, DATA gets onSurvived’s
   assert.equal(s.mailFrom, 'sender@example.org');
   assert.deepEqual(s.rcpts, ['one@example.net', 'two@example.net']);
   assert.equal(s.rcptCount, 2);
-  assert.equal(s.commands, 5);
+  assert.equal(s.commands, 6, 'QUIT after the end is a command line too');
   assert.equal(s.errors, 0);
   assert.deepEqual(s.events, { pregreet: 0, pipelining: 0, bareLf: 0, nonSmtp: 0 }, 'an RFC-abiding client shows nothing');
   assert.ok(s.held.connect! >= 0.05 && s.held.helo! >= 0.06 && s.held.mail! >= 0.07 && s.held.rcpt! >= 0.16 && s.held.data! >= 0.09, JSON.stringify(s.held));
@@ -191,7 +117,8 @@ test('without an onSurvived answer the profile’s end decides: allowlist → 45
   assert.equal(r2.code, 554);
   assert.equal(r2.enhanced, '5.7.1');
   assert.equal(r2.text, 'Go away');
-  await c2.waitClosed(2000);
+  assert.equal((await c2.command('QUIT')).code, 221, 'a 554 end leaves the client to QUIT too');
+  await c2.waitClosed();
 });
 
 test('pregreet: bytes before the banner are reported once, and the commands are still answered after the banner', async (t) => {

@@ -17,7 +17,7 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export function benchPolicies(dir: string): string {
   const out = join(dir, 'policies');
   mkdirSync(out, { recursive: true });
-  for (const f of ['allow.cidr', 'block.cidr']) copyFileSync(join(ROOT, 'policies', f), join(out, f));
+  for (const f of ['allow.cidr', 'block.cidr', 'known-senders.cidr']) copyFileSync(join(ROOT, 'policies', f), join(out, f));
   const policy = parse(readFileSync(join(ROOT, 'policies', 'policy.yaml'), 'utf8')) as Record<string, Record<string, unknown>>;
   policy.firstContact = { ...policy.firstContact, enabled: false };
   policy.rdns = { missing: 0, unconfirmed: 0 };

@@ -116,23 +116,54 @@ export async function visit(port: number, v: Visit): Promise<VisitResult> {
   let ending: Ending;
   try {
     ending = await converse();
-    if (!replies.closed) send('QUIT');
   } catch {
     ending = gaveUp ? 'gave up' : 'refused'; // the server closed on us (421) or we hung up
+  }
+  if (ending !== 'gave up' && !replies.closed) {
+    // As an MTA ends a session, deferred or not: QUIT, and read the 221 (RFC 5321 §4.1.1.10).
+    send('QUIT');
+    await replies.next().catch(() => undefined);
   }
   clearTimeout(patience);
   socket.end();
   return { ending, replies: replies.seen, seconds: (performance.now() - started) / 1000 };
 }
 
+/** A sender that queues its message and retries after a deferral (4xx), as MTAs do (RFC 5321 §4.5.4.1). */
+export interface QueuedSender {
+  /** Each try's visit, in order; a pool moves on to another address of its own, so the addresses may differ. */
+  readonly tries: readonly Visit[];
+  /** Seconds it waits after a deferral before the next try (Postfix: minimal_backoff_time, 300 s; scaled down here). */
+  readonly retryAfter: number;
+}
+
+export interface Delivery {
+  /** Every try, in order. */
+  readonly tries: readonly VisitResult[];
+  /** Seconds from the first connect to the backend's 250 for the message; undefined when it was never delivered. */
+  readonly delivered: number | undefined;
+}
+
 /**
- * A patient sender: waits as long as RFC 5321 asks and, told 4xx (try again
- * later), comes back once with `retry`, here after one second (a real MTA's
- * queue waits minutes).
+ * Sends once, and after each 4xx (try again later) waits `retryAfter` and
+ * tries again with the next visit, until relayed, refused for good (5xx) or
+ * out of tries. The time to delivery is what a legitimate sender pays for
+ * the tarpit's holds.
  */
-export async function patiently(port: number, first: Visit, retry: Visit): Promise<VisitResult[]> {
-  const result = await visit(port, first);
-  if (result.ending !== 'refused' || !result.replies.at(-1)?.startsWith('4')) return [result];
-  await new Promise((r) => setTimeout(r, 1000));
-  return [result, await visit(port, retry)];
+export async function untilDelivered(port: number, sender: QueuedSender): Promise<Delivery> {
+  const started = performance.now();
+  const tries: VisitResult[] = [];
+  for (const [i, v] of sender.tries.entries()) {
+    if (i > 0) await new Promise((r) => setTimeout(r, sender.retryAfter * 1000));
+    const result = await visit(port, v);
+    tries.push(result);
+    if (result.ending === 'relayed') return { tries, delivered: (performance.now() - started) / 1000 };
+    if (!deferred(result)) break;
+  }
+  return { tries, delivered: undefined };
+}
+
+/** The try ended in a temporary failure (4xx), after which an MTA retries; a 221 to its QUIT says nothing. */
+function deferred(result: VisitResult): boolean {
+  return result.ending === 'refused' && result.replies.filter((r) => !r.startsWith('221')).at(-1)?.startsWith('4') === true;
 }

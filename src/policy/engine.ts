@@ -21,6 +21,7 @@ import { checkRate } from './checks/rate.js';
 import { checkHelo } from './checks/helo.js';
 import { checkHarvest } from './checks/harvest.js';
 import { greylistDefers, greylistExemption, greylistTriplet } from './checks/greylist.js';
+import { checkPass, messageFingerprint, type Pass, type DeferredMessage } from './checks/allowlist-pass.js';
 import { checkKnownSender } from './checks/known-sender.js';
 import { checkReputation } from './checks/reputation.js';
 import type { DnsClient } from './dns/dns-client.js';
@@ -30,8 +31,7 @@ import type { Policy } from './spec.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
 import { when, type MaybePromise } from '../state/maybe-promise.js';
 import { allowlistCacheTotal } from '../state/metrics.js';
-import { retriedTooSoon } from '../state/retry-delay.js';
-import type { AllowlistMarks, AllowlistOutcome, GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
+import type { AllowlistOutcome, GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
 import type { Tally } from '../metrics/tally-counter.js';
 
 /** What every engine shares and keeps across policy reloads. */
@@ -116,7 +116,7 @@ export class PolicyEngine {
     if (policy.reputation.enabled) record('reputation', counts(reputation));
     if (reputation) session.add(reputation);
 
-    const pass = passOf(known.allowlist, now, policy);
+    const pass = checkPass(known.allowlist, now, policy);
     if (options.count) passTallies[pass.kind].inc();
     let lookups: readonly ZoneLookup[] = [];
     if (pass.kind === 'address') {
@@ -141,7 +141,7 @@ export class PolicyEngine {
   /**
    * Who vouches for a client the allowlist cache did not pass by its own
    * address: a known-sender rule, or its network's pass. Nobody: it is a
-   * first contact, held before it may deliver (DESIGN §2); one that came back
+   * first contact, held before it may deliver; one that came back
    * too soon after its 451 is held again, with the early retry as evidence.
    */
   #vouch(session: SessionPolicy, client: string | Ip, rate: Evidence | undefined, pass: Pass): void {
@@ -157,6 +157,7 @@ export class PolicyEngine {
       session.add(pass.evidence);
     } else if (pass.kind === 'early') {
       record('early-retry', true);
+      session.returnedEarly = true;
       session.add(pass.evidence);
     }
     session.firstContact = policy.firstContact.enabled && known === undefined && session.passed === undefined;
@@ -210,11 +211,12 @@ export class PolicyEngine {
   /**
    * A held client sat its hold out and behaved: remember it, and its network
    * unless that network's history is bad, so its retry (or a neighbour's, a
-   * pool's) is relayed at once. `deferred`: it was told 451 and its retry
-   * counts only after `firstContact.minRetryDelay`; a greet wait's survivor,
-   * relayed in the same connection, counts at once.
+   * pool's) is relayed at once. `deferred`: the message it was told 451 for
+   * (its retry counts only after `firstContact.minRetryDelay`, and the same
+   * message deferred again restarts that pause); undefined for a greet
+   * wait's survivor, relayed in the same connection, which counts at once.
    */
-  survived(session: SessionPolicy, deferred: boolean): MaybePromise<AllowlistOutcome> {
+  survived(session: SessionPolicy, deferred: DeferredMessage | undefined): MaybePromise<AllowlistOutcome> {
     const policy = session.policy;
     const network = policy.allowlistCache.network;
     const ip = parseIp(session.address);
@@ -223,8 +225,30 @@ export class PolicyEngine {
         client: ip === undefined ? session.address : addressKey(ip),
         reason: deferred ? 'sat the first-contact hold out, told to retry' : 'sat the greet wait out, relayed',
         ttl: policy.allowlistCache.ttl,
-        deferred,
+        deferred: deferred !== undefined,
+        message: deferred && messageFingerprint(deferred),
         network: ip === undefined || !network.enabled ? undefined : { key: clientGroup(ip, network), ttl: network.ttl, reputationGroup: groupOf(session) },
+      },
+      Date.now(),
+    );
+  }
+
+  /**
+   * A client that came back too soon was held again and deferred again,
+   * with the same message: its pause starts over, whichever profile held it
+   * (a bot hammering with one message never gets through on the first
+   * pause); nothing is added for a client that has no entry.
+   */
+  deferredAgain(session: SessionPolicy, message: DeferredMessage): MaybePromise<AllowlistOutcome> {
+    const ip = parseIp(session.address);
+    return this.state.store.allowlist(
+      {
+        client: ip === undefined ? session.address : addressKey(ip),
+        reason: 'came back too soon, deferred again',
+        ttl: session.policy.allowlistCache.ttl,
+        deferred: true,
+        message: messageFingerprint(message),
+        restartOnly: true,
       },
       Date.now(),
     );
@@ -301,43 +325,6 @@ function addDnsEvidence(session: SessionPolicy, bl: ZoneCheck, wl: ZoneCheck, rd
 }
 
 const FIRST_CONTACT: Evidence = Object.freeze({ check: 'first-contact', weight: 0, reason: 'not seen before: held before it may deliver', class: 'first-contact' });
-
-/** What the allowlist cache's entries are worth now (issue 11): a pass by address or network, an early retry, or nothing. */
-type Pass =
-  | { readonly kind: 'address' | 'network' | 'early'; readonly evidence: Evidence }
-  | { readonly kind: 'miss' };
-
-const MISS: Pass = { kind: 'miss' };
-const ADDRESS_PASS: Pass = Object.freeze({ kind: 'address', evidence: Object.freeze({ check: 'allowlist-cache', weight: 0, reason: 'passed a hold before (allowlist cache)', class: 'allowlisted' }) });
-
-/**
- * A deferred pass counts for a retry only after the pause (retry-delay.ts,
- * the rule greylisting keeps too). The client's own entry decides first: its
- * own retry too soon is an early retry, evidence against it, whatever its
- * network's entry says; a network's entry too young is simply no pass yet (a
- * neighbour connecting for another message is not retrying).
- */
-function passOf(marks: AllowlistMarks, now: number, policy: Policy): Pass {
-  const { address, network } = marks;
-  const minDelay = policy.firstContact.minRetryDelay;
-  if (address !== undefined) {
-    if (!address.deferred || !retriedTooSoon(address.since, now, minDelay)) return ADDRESS_PASS;
-    const after = Math.max(0, Math.round((now - address.since) / 100) / 10);
-    return {
-      kind: 'early',
-      evidence: {
-        check: 'early-retry',
-        weight: policy.firstContact.earlyRetry,
-        class: 'first-contact',
-        reason: `came back ${after} s after its 451; a retry counts from ${minDelay} s on (firstContact.minRetryDelay)`,
-      },
-    };
-  }
-  if (network !== undefined && !(network.deferred && retriedTooSoon(network.since, now, minDelay))) {
-    return { kind: 'network', evidence: { check: 'allowlist-cache', weight: 0, reason: 'its network passed a hold (allowlist cache, allowlistCache.network)', class: 'allowlisted' } };
-  }
-  return MISS;
-}
 
 /** Whether evidence counts as a hit in smtp_tarpit_checks_total: it weighs something, or it vouches for the client. */
 function counts(evidence: Evidence | undefined): boolean {

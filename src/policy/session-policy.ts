@@ -66,6 +66,8 @@ export class SessionPolicy {
    * or a neighbour in its network did (`network`).
    */
   passed: 'address' | 'network' | undefined = undefined;
+  /** The client came back sooner than `firstContact.minRetryDelay` after its 451 (set by the engine): held again. */
+  returnedEarly = false;
   /** The knownSenders rule that vouched for the client (set by the engine), e.g. `knownSenders.rdnsSuffixes: google.com`. */
   knownSender: string | undefined = undefined;
   /** Set by the engine once the connect-stage checks are in: first contact holds a client nobody vouched for. */

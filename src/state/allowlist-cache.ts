@@ -22,6 +22,8 @@ import type { AllowlistMark, AllowlistMarks } from './store.js';
 export interface AllowlistEntry extends AllowlistMark {
   /** Why the client was allowlisted ("sat out the first-contact hold"). */
   readonly reason: string;
+  /** The deferred message's fingerprint (store.ts `AllowlistWrite.message`). */
+  readonly message?: string;
 }
 
 const NETWORK_PREFIX = 'net ';
@@ -77,14 +79,18 @@ export class AllowlistCache {
 
   /**
    * Remembers `key` for `ttl` seconds (default the cache's), unless an
-   * unexpired entry is there already: that one keeps its time (store.ts says why).
+   * unexpired entry is there already: that one keeps its time, unless both
+   * name the same deferred message, which restarts it (store.ts says why).
+   * `restartOnly`: never add, only restart.
    */
-  add(key: string, entry: AllowlistEntry, ttl?: number): 'added' | 'kept' {
-    if (this.#cache.peek(key) !== undefined) return 'kept';
+  add(key: string, entry: AllowlistEntry, ttl?: number, restartOnly = false): 'added' | 'kept' | 'restarted' {
+    const old = this.#cache.peek(key);
+    const outcome = old === undefined ? (restartOnly ? 'kept' : 'added') : old.message !== undefined && old.message === entry.message ? 'restarted' : 'kept';
+    if (outcome === 'kept') return outcome;
     if (ttl === undefined) this.#cache.set(key, entry);
     else this.#cache.set(key, entry, { ttl: ms(ttl) });
     allowlistCacheEntries.set(this.#cache.size);
-    return 'added';
+    return outcome;
   }
 
   get size(): number {

@@ -139,12 +139,14 @@ export class MemoryStore implements StateStore {
   allowlist(write: AllowlistWrite, now: number): AllowlistOutcome {
     this.#clock = now;
     this.#ops.allowlist.inc();
-    const entry = { reason: write.reason, since: now, deferred: write.deferred };
-    const address = this.#allowlist.add(write.client, entry, write.ttl);
+    const entry = { reason: write.reason, since: now, deferred: write.deferred, message: write.message };
+    const address = this.#allowlist.add(write.client, entry, write.ttl, write.restartOnly === true);
     const net = write.network;
-    if (net === undefined) return { address };
+    if (net === undefined || write.restartOnly === true) return { address };
     if (badReputation(this.#reputation.get(net.reputationGroup))) return { address, network: 'bad-reputation' };
-    return { address, network: this.#allowlist.add(networkKey(net.key), entry, net.ttl) };
+    // A network's entry is never restarted: a neighbour's message is not this client's retry.
+    const network = this.#allowlist.add(networkKey(net.key), { reason: write.reason, since: now, deferred: write.deferred }, net.ttl);
+    return { address, network: network === 'restarted' ? 'kept' : network };
   }
 
   /**

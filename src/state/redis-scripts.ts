@@ -64,16 +64,32 @@ return {allowed, concurrent, perMinute, rep[1] or '', rep[2] or '', rep[3] or ''
 /**
  * A survivor is remembered (memory-store.ts `allowlist`'s rules). KEYS: the
  * address's entry, the network's entry, the reputation hash of the client's
- * group. ARGV: the entry's value, address TTL ms, network TTL ms, remember
- * the network (1 | 0), now ms, half-life ms. An entry already there keeps its
- * time (SET NX). The network is left out when its bad sessions, decayed to
- * now, are at least one and outnumber its delivered ones (FINISH's decay).
- * Returns {address outcome, network outcome or ''}.
+ * group. ARGV: the address entry's value, address TTL ms, network TTL ms,
+ * remember the network (1 | 0), now ms, half-life ms, the value's flag word
+ * when it names a deferred message ('' otherwise), the network entry's value,
+ * restart only (1 | 0). An entry already there keeps its time, unless the
+ * address's names the same message (its second word equals the flag): then it
+ * is rewritten. With restart only, nothing is added. The network
+ * is left out when its bad sessions, decayed to now, are at least one and
+ * outnumber its delivered ones (FINISH's decay); an entry of its own is kept
+ * (SET NX). Returns {address outcome, network outcome or ''}.
  */
 const ALLOWLIST = `
-local address = 'kept'
-if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then address = 'added' end
-if ARGV[4] ~= '1' then return {address, ''} end
+local address = 'added'
+local old = redis.call('GET', KEYS[1])
+if old then
+  if ARGV[7] ~= '' and string.match(old, '^%d+ (%S+)') == ARGV[7] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    address = 'restarted'
+  else
+    address = 'kept'
+  end
+elseif ARGV[9] == '1' then
+  address = 'kept'
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+if ARGV[4] ~= '1' or ARGV[9] == '1' then return {address, ''} end
 local rep = redis.call('HMGET', KEYS[3], 'bad', 'good', 'at')
 local bad = tonumber(rep[1]) or 0
 local good = tonumber(rep[2]) or 0
@@ -85,7 +101,7 @@ if age > 0 then
 end
 if bad >= 1 and bad > good then return {address, 'bad-reputation'} end
 local network = 'kept'
-if redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3], 'NX') then network = 'added' end
+if redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[3], 'NX') then network = 'added' end
 return {address, network}
 `;
 
@@ -200,6 +216,9 @@ export interface StoreScripts {
     withNetwork: '1' | '0',
     now: number,
     halfLifeMs: number,
+    messageFlag: string,
+    networkValue: string,
+    restartOnly: '1' | '0',
   ): Promise<[string, string]>;
   tarpitRelease(openKey: string, token: string): Promise<number>;
   tarpitFinish(reputationKey: string, openKey: string, outcome: string, now: number, halfLifeMs: number, keepMs: number, release: '1' | '0', token: string): Promise<number>;

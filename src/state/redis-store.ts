@@ -225,15 +225,18 @@ export class RedisStore implements StateStore {
           this.#key('allow:', write.client),
           this.#key('allow:net:', net?.key ?? ''),
           this.#key('rep:', net?.reputationGroup ?? ''),
-          markValue(now, write.deferred, write.reason),
+          markValue(now, markFlag(write.deferred, write.message), write.reason),
           ms(write.ttl),
           ms(net?.ttl ?? write.ttl),
           net === undefined ? '0' : '1',
           now,
           this.#halfLifeMs,
+          write.message === undefined ? '' : markFlag(true, write.message),
+          markValue(now, markFlag(write.deferred, undefined), write.reason),
+          write.restartOnly === true ? '1' : '0',
         )
         .then(([address, network]) => {
-          if (address !== 'added' && address !== 'kept') throw new Error(`allowlist script answered ${address}`);
+          if (address !== 'added' && address !== 'kept' && address !== 'restarted') throw new Error(`allowlist script answered ${address}`);
           if (network === '') return { address };
           if (network !== 'added' && network !== 'kept' && network !== 'bad-reputation') throw new Error(`allowlist script answered ${network}`);
           return { address, network };
@@ -380,19 +383,25 @@ export class RedisStore implements StateStore {
 }
 
 /**
- * An allowlist entry's value in Redis: `since deferred reason` (`1700000000000
- * 1 survived the first-contact hold`). Entries written before issue 11 read
- * `since reason`: their second word is not a flag, and they count at once,
- * as they did when they were written.
+ * An allowlist entry's value in Redis: `since flag reason`, the flag `0` (not
+ * deferred), `1` (deferred) or `m:FINGERPRINT` (deferred, with the message's
+ * fingerprint): `1700000000000 m:3f2a9c01 sat the first-contact hold out`.
+ * Entries written before issue 11 read `since reason`: their second word is
+ * no flag, and they count at once, as they did when they were written.
  */
-function markValue(since: number, deferred: boolean, reason: string): string {
-  return `${since} ${deferred ? '1' : '0'} ${reason}`;
+function markValue(since: number, flag: string, reason: string): string {
+  return `${since} ${flag} ${reason}`;
+}
+
+function markFlag(deferred: boolean, message: string | undefined): string {
+  if (!deferred) return '0';
+  return message === undefined ? '1' : `m:${message}`;
 }
 
 function parseMark(value: string): AllowlistMark | undefined {
   if (value === '') return undefined;
-  const [since, flag] = value.split(' ', 2);
+  const [since, flag = ''] = value.split(' ', 2);
   const at = Number(since);
   if (!Number.isFinite(at)) return undefined;
-  return { since: at, deferred: flag === '1' };
+  return { since: at, deferred: flag === '1' || flag.startsWith('m:') };
 }

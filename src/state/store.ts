@@ -131,6 +131,15 @@ export interface AllowlistWrite {
   readonly ttl: number;
   /** The client was told to retry (451): its retry counts only after the pause. */
   readonly deferred: boolean;
+  /** The deferred message's fingerprint (its envelope: policy/checks/allowlist-pass.ts), so a retry of the same message can be told from the next one. */
+  readonly message?: string;
+  /**
+   * Add nothing: only restart the address's entry if it names the same
+   * message (a client held again for returning too soon, deferred again with
+   * the same message, but held by a profile that allowlists nobody). No
+   * network is written.
+   */
+  readonly restartOnly?: boolean;
   /** Its network too (policy `allowlistCache.network`), absent when network passes are off. */
   readonly network?: {
     /** The network key (client-group.ts `clientGroup` with the allowlist network's prefixes). */
@@ -142,9 +151,14 @@ export interface AllowlistWrite {
   };
 }
 
-/** What `allowlist` did: each entry `added`, or `kept` (one was there already); the network `bad-reputation` when its history kept it out. */
+/**
+ * What `allowlist` did: each entry `added`, or `kept` (one was there
+ * already); the address `restarted` when the same message was deferred again
+ * (its pause starts over); the network `bad-reputation` when its history
+ * kept it out.
+ */
 export interface AllowlistOutcome {
-  readonly address: 'added' | 'kept';
+  readonly address: 'added' | 'kept' | 'restarted';
   readonly network?: 'added' | 'kept' | 'bad-reputation';
 }
 
@@ -189,9 +203,11 @@ export interface StateStore {
   /**
    * Remembers that a client passed (a survivor of a hold), and its network
    * with it unless the network's reputation is bad. An entry already there
-   * keeps its time: a client held again before its pause was over (an early
-   * retry) must not push its own pause back, nor a pool's next survivor its
-   * network's.
+   * keeps its time: an MTA held again before its pause was over because it
+   * sent its next queued message must not push its own pause back, nor a
+   * pool's next survivor its network's. Only the same message deferred again
+   * (`message` equal to the entry's) restarts the address's pause: that was
+   * a retry too soon, which a bot hammering with one message does.
    */
   allowlist(write: AllowlistWrite, now: number): MaybePromise<AllowlistOutcome>;
 

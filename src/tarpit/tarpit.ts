@@ -18,6 +18,7 @@ import type { TarpitProfile } from '../policy/spec.js';
 import type { Vetted } from '../smtp/front.js';
 import type { Trap } from '../trap/trap.js';
 import { endReply, hold, type HoldSession } from './hold.js';
+import type { MaybePromise } from '../state/maybe-promise.js';
 import type { AllowlistOutcome, SessionOutcome } from '../state/store.js';
 import type { Decision, HoldCommand, HoldControl, HoldEvent, HoldObserver, HoldOutcome, HoldSummary } from './types.js';
 import { heldStageTimes, recordSessionTiming, round } from './metrics.js';
@@ -153,14 +154,20 @@ class PolicyObserver implements HoldObserver {
    */
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;
-    if (profile.end.kind === 'allowlist' && this.clean) {
-      // Not awaited: a shared store's write lands long before the retry, and the store never rejects (store.ts).
-      // What it did goes in the log line, when known by then (a client that QUITs at once may beat a Redis reply).
-      const remembered = this.vetted.engine.survived(this.policy, true);
-      if (remembered instanceof Promise) void remembered.then((r) => (this.remembered = r));
-      else this.remembered = remembered;
-    }
+    const { sender, recipients } = control.envelope;
+    const message = { sender: sender ?? '', recipients };
+    const { engine } = this.vetted;
+    // Not awaited: a shared store's write lands long before the retry, and the store never rejects (store.ts).
+    // What it did goes in the log line, when known by then (a client that QUITs at once may beat a Redis reply).
+    if (profile.end.kind === 'allowlist' && this.clean) this.remember(engine.survived(this.policy, message));
+    // Back too soon and deferred again with the same message, by whichever profile held it: its pause starts over.
+    else if (this.policy.returnedEarly) this.remember(engine.deferredAgain(this.policy, message));
     return survivorReply(profile);
+  }
+
+  private remember(outcome: MaybePromise<AllowlistOutcome>): void {
+    if (outcome instanceof Promise) void outcome.then((r) => (this.remembered = r));
+    else this.remembered = outcome;
   }
 
   /** Still pass, and nothing wrong since the hold began: what earns the allowlist. */
@@ -180,7 +187,7 @@ class PolicyObserver implements HoldObserver {
    */
   onRelay(socket: Socket, summary: HoldSummary): void {
     if (this.session) this.sessions.delete(this.session);
-    void this.vetted.engine.survived(this.policy, false);
+    void this.vetted.engine.survived(this.policy, undefined);
     // It survived its first contact: the relay path's gates must not hold it again as one.
     this.policy.firstContact = false;
     this.deps.relay(socket, { ...this.vetted, greetWait: { seconds: summary.seconds, held: summary.heldSeconds } });

@@ -123,5 +123,32 @@ test('explain shows the greylisting state of a triplet and the reputation, and c
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /greylisting \(127\.0\.\d+\.0\/24, a@example\.org, b@example\.net\): not seen; its RCPT would get 451 4.7.1 Greylisted/);
   const vouched = run('explain', '--config', config, '--ip', TEST_DNS.listed.allowlisted, '--from', 'a@example.org', '--rcpt', 'b@example.net');
-  assert.match(vouched.stdout, /greylisting .*: not seen; exempt: score -\d+ is below 0/);
+  assert.match(vouched.stdout, /greylisting .*: not seen; exempt: a known sender \(knownSenders.trustedBelow\)/);
+  assert.match(vouched.stdout, /^known sender \(knownSenders.trustedBelow\): no first-contact hold, no greylisting$/m);
+});
+
+test('explain names the known-sender rule that vouches: a forward-confirmed name under a shipped suffix meets no first-contact hold', async (t) => {
+  if (!requireTool(t, 'dnsmasq')) return;
+  const { config } = await setup(t);
+  const e = await explain({ config, ip: TEST_DNS.knownSender.address, helo: TEST_DNS.knownSender.name });
+  assert.equal(e.client.name, TEST_DNS.knownSender.name);
+  assert.equal(e.knownSender, 'knownSenders.rdnsSuffixes: google.com');
+  assert.equal(e.firstContact, false);
+  assert.equal(e.path, 'relay');
+  assert.deepEqual(e.advice, [], 'relayed at once: nothing to change');
+  assert.ok(e.evidence.some((x) => x.check === 'known-sender' && x.reason === `forward-confirmed name ${TEST_DNS.knownSender.name} is under google.com: knownSenders.rdnsSuffixes`));
+});
+
+test('explain, for a local test with swaks\' defaults (no PTR, a bare HELO): held, and the shortest changes that would relay it', async (t) => {
+  if (!requireTool(t, 'dnsmasq')) return;
+  const { config } = await setup(t);
+  // No PTR: the test zone answers NXDOMAIN for every loopback address it does not name (127.0.1.0/24 is blocked in setup).
+  const local = '127.0.2.77';
+  const r = run('explain', '--config', config, '--ip', local, '--helo', 'box');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /score 3 -> verdict tarpit/);
+  const advice = r.stdout.slice(r.stdout.indexOf('to have it relayed at once:'));
+  assert.match(advice, /^ {2}list 127\.0\.2\.77 in policies\/allow\.cidr \(a partner: no checks, no hold\)$/m);
+  assert.match(advice, /^ {2}or send a fully qualified HELO name \(swaks: --helo mail\.example\.org\) \(helo\.notFqdn \+1\): score 2, below verdicts\.tarpit \(3\); then as a first contact .*60 s or more after the 451/m);
+  assert.match(advice, /^ {2}or give it a PTR record whose name resolves back to it \(rdns \+2\): score 1/m);
 });

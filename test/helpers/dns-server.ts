@@ -53,6 +53,8 @@ export const TEST_DNS = {
     /** Its PTR lookup times out (127.0.9.0/24's reverse zone goes to the silent server). */
     ptrTimesOut: '127.0.9.1',
   },
+  /** A big sender's pool member: PTR mail-ed1-f41.google.com, whose A is 127.0.3.1 (forward-confirmed, under a shipped knownSenders suffix). */
+  knownSender: { address: '127.0.3.1', name: 'mail-ed1-f41.google.com' },
 } as const;
 
 export interface DnsServer {
@@ -148,6 +150,8 @@ function zoneLines(silentPort: number): string[] {
     'ptr-record=5.1.0.127.in-addr.arpa,liar.test',
     'ptr-record=5.1.0.127.in-addr.arpa,mx5.good.test',
     `host-record=mx5.good.test,127.0.1.5,${ttl}`,
+    // Only this one name under google.com is answered: others go nowhere (no upstream).
+    `host-record=${z.knownSender.name},${z.knownSender.address},${ttl}`,
     // Timeouts: forwarded to a socket that never answers.
     `server=/${z.slow}/127.0.0.1#${silentPort}`,
     `server=/9.0.127.in-addr.arpa/127.0.0.1#${silentPort}`,

@@ -24,6 +24,9 @@ import { requireTool, type TestContext } from '../helpers/require-tool.js';
 const server = sharedDnsServer();
 const { listed, rdns } = TEST_DNS;
 const US = { hostname: 'tarpit.test', addresses: ['127.0.0.1'] };
+/** The message a survivor was told 451 for, and the next one in its queue. */
+const MESSAGE = { sender: 'news@example.org', recipients: ['alice@example.net'] };
+const OTHER = { sender: 'news@example.org', recipients: ['bob@example.net'] };
 
 async function engine(t: TestContext, rate: Record<string, unknown> = {}): Promise<{ engine: PolicyEngine; state: PolicyState } | undefined> {
   if (!requireTool(t, 'dnsmasq')) return undefined;
@@ -278,7 +281,7 @@ test('survived puts the client in the allowlist cache: its next vet skips the ho
   const { engine: e } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 0 }, allowlistCache: { network: { enabled: true } } });
   const first = await e.vet('::ffff:203.0.113.9', { needName: false, count: false });
   assert.equal(first.session.held, true);
-  assert.deepEqual(await e.survived(first.session, true), { address: 'added', network: 'added' });
+  assert.deepEqual(await e.survived(first.session, MESSAGE), { address: 'added', network: 'added' });
   const next = await e.vet('203.0.113.9', { needName: false, count: false });
   assert.equal(next.report.cached, true);
   assert.equal(next.session.held, false);
@@ -288,20 +291,23 @@ test('survived puts the client in the allowlist cache: its next vet skips the ho
 test('a survivor\'s retry counts only after firstContact.minRetryDelay: sooner it is held again, with the early retry as evidence', async (t) => {
   const { engine: e } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 60, earlyRetry: 1 }, allowlistCache: { network: { enabled: true } } });
   const first = await e.vet('203.0.113.9', { needName: false, count: false });
-  await e.survived(first.session, true);
+  await e.survived(first.session, MESSAGE);
   const early = await e.vet('203.0.113.9', { needName: false, count: false });
   assert.equal(early.session.held, true, 'held again');
   assert.equal(early.session.firstContact, true);
   assert.equal(early.session.passed, undefined);
   assert.equal(early.report.cached, false, 'not a pass: the DNS checks run as for a new client');
   assert.match(early.session.summary().reasons.join('\n'), /^early-retry \+1: came back \d+(\.\d)? s after its 451; a retry counts from 60 s on \(firstContact\.minRetryDelay\)$/m);
-  // A second survival keeps the first one's time: its pause is not pushed back.
-  assert.deepEqual(await e.survived(early.session, true), { address: 'kept', network: 'kept' });
+  // Held again for its next queued message, it keeps the first survival's time: its pause is not pushed back.
+  assert.deepEqual(await e.survived(early.session, OTHER), { address: 'kept', network: 'kept' });
+  // The same message again, too soon: a bot hammering; its pause starts over.
+  const again = await e.vet('203.0.113.9', { needName: false, count: false });
+  assert.deepEqual(await e.survived(again.session, { sender: 'NEWS@example.org', recipients: ['Alice@example.net'] }), { address: 'restarted', network: 'kept' }, 'the envelope is compared case-blind');
 });
 
 test('a greet wait\'s survivor (relayed, never told to retry) counts at once; a pass is not early once the pause is over', async (t) => {
   const { engine: e, memory } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 60 } });
-  await e.survived((await e.vet('203.0.113.10', { needName: false, count: false })).session, false);
+  await e.survived((await e.vet('203.0.113.10', { needName: false, count: false })).session, undefined);
   assert.equal((await e.vet('203.0.113.10', { needName: false, count: false })).session.passed, 'address');
   // An entry written 61 s ago, deferred: its pause is over.
   memory.allowlist({ client: '203.0.113.11', reason: 'test', ttl: 3600, deferred: true }, Date.now() - 61_000);
@@ -327,7 +333,7 @@ test('a pass counts for the network: a neighbour is relayed without a hold once 
 test('network passes off: only the exact address is remembered and asked for', async (t) => {
   const { engine: e, calls } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 0 } });
   const first = await e.vet('198.51.100.1', { needName: false, count: false });
-  assert.deepEqual(await e.survived(first.session, true), { address: 'added' });
+  assert.deepEqual(await e.survived(first.session, MESSAGE), { address: 'added' });
   assert.equal(calls[0]?.network, undefined);
   assert.equal((await e.vet('198.51.100.2', { needName: false, count: false })).session.held, true);
 });
@@ -336,7 +342,7 @@ test('a network whose bad sessions outnumber its delivered ones is not remembere
   const { engine: e, memory } = plainEngine(t, { firstContact: { enabled: true, minRetryDelay: 0 }, allowlistCache: { network: { enabled: true } } });
   for (let i = 0; i < 3; i++) memory.finish('192.0.2.0/24', 'bad', Date.now());
   const first = await e.vet('192.0.2.1', { needName: false, count: false });
-  assert.deepEqual(await e.survived(first.session, true), { address: 'added', network: 'bad-reputation' });
+  assert.deepEqual(await e.survived(first.session, MESSAGE), { address: 'added', network: 'bad-reputation' });
   assert.equal((await e.vet('192.0.2.2', { needName: false, count: false })).session.held, true);
   assert.equal((await e.vet('192.0.2.1', { needName: false, count: false })).session.passed, 'address', 'the survivor itself is remembered');
 });
@@ -406,7 +412,7 @@ test('greylisting: exemptions, then the triplet decides', async (t) => {
   const held = await vet('198.51.100.4');
   held.add({ check: 'block', weight: 5, reason: 'test', class: 'blocklisted' });
   assert.equal(e.greylistExempt(held), 'verdict tarpit: never relayed', 'a held session never reaches the backend anyway');
-  await e.survived(await vet('198.51.100.5'), true);
+  await e.survived(await vet('198.51.100.5'), MESSAGE);
   assert.equal(e.greylistExempt(await vet('198.51.100.5')), 'in the allowlist cache (passed a hold)');
   assert.equal(e.greylistExempt(await vet('198.51.100.6')), 'its network is in the allowlist cache (a neighbour passed a hold)');
 });

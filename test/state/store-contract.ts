@@ -61,6 +61,30 @@ export function storeContract(name: string, make: StoreFactory): void {
     assert.deepEqual((await store.connect({ ...q, client: '192.0.2.8' }, t0)).allowlist.address, { since: t0, deferred: false });
   });
 
+  each('allowlist: the same message deferred again restarts the address\'s pause; the next message keeps it; the network never restarts', async (store) => {
+    const t0 = minute();
+    const net = { key: '192.0.2.0/24', ttl: 600, reputationGroup: '192.0.2.0/24' };
+    const write = (message: string | undefined, at: number) => store.allowlist({ client: '192.0.2.7', reason: 'survived', ttl: 600, deferred: true, message, network: net }, at);
+    const q = { client: '192.0.2.7', group: '192.0.2.0/24', network: '192.0.2.0/24', count: false };
+    assert.deepEqual(await write('aaaa1111', t0), { address: 'added', network: 'added' });
+    assert.deepEqual(await write('bbbb2222', t0 + 10 * S), { address: 'kept', network: 'kept' }, 'its next queued message');
+    assert.equal((await store.connect(q, t0 + 11 * S)).allowlist.address?.since, t0);
+    assert.deepEqual(await write('aaaa1111', t0 + 20 * S), { address: 'restarted', network: 'kept' }, 'the first message again, too soon: its pause starts over');
+    assert.equal((await store.connect(q, t0 + 21 * S)).allowlist.address?.since, t0 + 20 * S);
+    assert.equal((await store.connect(q, t0 + 21 * S)).allowlist.network?.since, t0, 'the network keeps its time');
+    await store.allowlist({ client: '192.0.2.8', reason: 'survived', ttl: 600, deferred: true, message: 'cccc3333' }, t0);
+    assert.deepEqual(await store.allowlist({ client: '192.0.2.8', reason: 'survived', ttl: 600, deferred: true, message: 'cccc3333' }, t0 + 5 * S), { address: 'restarted' });
+    assert.deepEqual((await store.connect({ ...q, client: '192.0.2.8' }, t0 + 6 * S)).allowlist, { address: { since: t0 + 5 * S, deferred: true }, network: { since: t0, deferred: true } });
+    assert.deepEqual(await store.allowlist({ client: '192.0.2.8', reason: 'survived', ttl: 600, deferred: true }, t0 + 7 * S), { address: 'kept' }, 'no message named: kept');
+    // Restart only: the same message restarts, nothing is ever added, no network written.
+    const only = (client: string, message: string, at: number) => store.allowlist({ client, reason: 'held again', ttl: 600, deferred: true, message, restartOnly: true, network: { key: '203.0.113.0/24', ttl: 600, reputationGroup: '203.0.113.0/24' } }, at);
+    assert.deepEqual(await only('192.0.2.8', 'cccc3333', t0 + 8 * S), { address: 'restarted' });
+    assert.deepEqual(await only('192.0.2.8', 'dddd4444', t0 + 9 * S), { address: 'kept' });
+    assert.deepEqual(await only('203.0.113.9', 'cccc3333', t0 + 9 * S), { address: 'kept' });
+    assert.deepEqual((await store.connect({ client: '203.0.113.9', group: '203.0.113.0/24', network: '203.0.113.0/24', count: false }, t0 + 10 * S)).allowlist, { address: undefined, network: undefined });
+    assert.equal((await store.connect({ ...q, client: '192.0.2.8' }, t0 + 10 * S)).allowlist.address?.since, t0 + 8 * S);
+  });
+
   each('allowlist: a survivor\'s network is remembered with its own TTL, and read only when connect asks for it', async (store) => {
     // Real time here: the memory store expires by the calls' clock, Redis by its own.
     const t0 = Date.now();

@@ -5,7 +5,7 @@
  * cache bounded by entry count that keeps answers for their TTL, and one
  * query in flight per name and type however many sessions ask. Results are
  * values, never exceptions: a check decides what a timeout means, and no
- * lookup can reject into a hook (DESIGN §4.3).
+ * lookup can reject into a hook (the exception trap's rule: a hook never sees a rejection).
  */
 import { Resolver } from 'node:dns/promises';
 import { performance } from 'node:perf_hooks';

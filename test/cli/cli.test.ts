@@ -41,6 +41,7 @@ test('check passes the shipped configuration and policies, and fails a broken co
   assert.equal(ok.stderr, '');
   assert.match(ok.stdout, /^config\/smtp-tarpit\.yaml: ok/m);
   assert.match(ok.stdout, /policies\/policy\.yaml: ok \(allow 0 entries, block 0 entries, 0 DNSBL zones, 0 DNSWL zones, 2 profiles/);
+  assert.match(ok.stdout, /first contact held with "first-contact", retries relayed after 60 s, known senders: 18 rDNS suffixes and 0 networks\)$/m);
   const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const bad = join(dir, 'bad.yaml');
@@ -72,6 +73,24 @@ test('check --policies DIR validates another directory laid out the same way, pr
     `${join(dir, 'policy.yaml')}:${lineOf('  pipelining: 5')}:3: protocol.pipelineing: unknown setting (check the spelling; see policies/policy.schema.json)`,
     `${join(dir, 'allow.cidr')}:2:1: lists.allow: not an IP address: "mx.example.org"`,
   ]);
+});
+
+test('check reports the old greylisting.exempt as deprecated, at its line, and counts the known senders it now gives', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-known-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync('policies', dir, { recursive: true });
+  const policy = readFileSync(join(dir, 'policy.yaml'), 'utf8');
+  const start = policy.indexOf('knownSenders:');
+  const end = policy.indexOf('\n\n', start);
+  // A policy written before knownSenders: its suffixes under greylisting.exempt, no knownSenders section.
+  const old = policy.slice(0, start) + policy.slice(end + 2).replace('  network: { ipv4: 24, ipv6: 64 }', '  network: { ipv4: 24, ipv6: 64 }\n  exempt:\n    rdnsSuffixes: [google.com, outlook.com]\n    trustedBelow: 0');
+  writeFileSync(join(dir, 'policy.yaml'), old);
+  writeFileSync(join(dir, 'known-senders.cidr'), '# walked from SPF\n209.85.128.0/17\n');
+  const r = run('check', '--policies', dir);
+  assert.equal(r.status, 0, r.stderr);
+  const line = old.split('\n').findIndex((l) => l.startsWith('  exempt:')) + 1;
+  assert.equal(r.stderr.trim(), `warning: ${join(dir, 'policy.yaml')}:${line}:3: greylisting.exempt: deprecated: rename to knownSenders (a top-level key, same entries); known senders now skip the first-contact hold as well as greylisting`);
+  assert.match(r.stdout, /known senders: 2 rDNS suffixes and 0 networks\)$/m, 'the networks file is named by knownSenders, which this policy does not write');
 });
 
 test('check names a policy directory that is not there', () => {

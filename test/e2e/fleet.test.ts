@@ -159,6 +159,32 @@ test('the allowlist cache is shared: a first contact held by one MX is relayed a
   assert.equal(backend.messages.length, 1);
 });
 
+test('a pass counts for the network across the fleet: a pool survives on one MX, its neighbour is relayed by another after the pause, not before', { timeout: 60_000 }, async (t) => {
+  if (!requireTool(t, 'redis-server')) return;
+  const { mx, backend } = await startFleet(t, {
+    firstContact: { enabled: true, profile: 'first-contact', minRetryDelay: 5 },
+    allowlistCache: { network: { enabled: true } },
+  });
+  const [a, b, c] = mx as [Mx, Mx, Mx];
+  const held = await SmtpClient.open({ port: a.port, localAddress: '127.67.0.1' });
+  await held.command('EHLO pool.example');
+  const first = await held.send('sender@fleet.example', ['rcpt@dest.example'], wireBody('x\n'));
+  await held.quit();
+  assert.equal((first.end ?? first.data ?? first.rcpt[0])?.code, 451, JSON.stringify(first));
+  // Within the pause a neighbour is a first contact like any other: held, told 451, nothing relayed.
+  const early = await SmtpClient.open({ port: b.port, localAddress: '127.67.0.2' });
+  await early.command('EHLO pool.example');
+  const tooSoon = await early.send('sender@fleet.example', ['rcpt@dest.example'], wireBody('x\n'));
+  await early.quit();
+  assert.equal((tooSoon.end ?? tooSoon.data ?? tooSoon.rcpt[0])?.code, 451, JSON.stringify(tooSoon));
+  assert.equal(backend.messages.length, 0);
+  await sleep(5100);
+  // After it, another neighbour on a third MX: relayed on its first connection.
+  assert.equal(await sendOne(c.port, '127.67.0.3'), 250);
+  assert.equal(backend.messages.length, 1);
+  assert.equal(backend.messages[0]?.clientAddress, '127.67.0.3');
+});
+
 test('Redis stopped mid-run: sessions go on from memory and the fallback is counted; Redis back: the proxies use it again', { timeout: 60_000 }, async (t) => {
   if (!requireTool(t, 'redis-server')) return;
   const { mx, backend, redis } = await startFleet(t, {}, 2);

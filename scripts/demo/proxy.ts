@@ -2,7 +2,8 @@
  * The real proxy for the demo, as its own process (`node --import tsx
  * src/cli/main.ts serve`), with the shipped configuration and policy changed
  * only where a demo must: loopback ports instead of 25 and 9325, the demo
- * backend, and delays short enough to watch in a minute. Everything it is
+ * backend, delays and retry pause short enough to watch in a minute, and the
+ * demo's own block and known-sender lists. Everything it is
  * given (configuration, policy directory, log) is written to one temp dir the
  * demo leaves behind for the reader to open.
  */
@@ -12,34 +13,56 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseDocument } from 'yaml';
 
-/** Seconds before each reply in the two holds; the shipped policy has 12 and 25. */
-export const FIRST_CONTACT_DELAY = 3;
-export const TARPIT_DELAY = 6;
+/** Seconds before each reply in the two holds (the shipped policy's are in `Shipped`). */
+export const FIRST_CONTACT_DELAY = 2;
+export const TARPIT_DELAY = 3;
+/** Seconds after its 451 before a survivor's retry is relayed (firstContact.minRetryDelay). */
+export const MIN_RETRY_DELAY = 10;
+
+/** The shipped policy's values for what the demo scales down, read from it so the header never quotes stale ones. */
+export interface Shipped {
+  readonly firstContactDelay: number;
+  readonly tarpitDelay: number;
+  readonly minRetryDelay: number;
+}
 
 export interface DemoFiles {
   readonly config: string;
   readonly policies: string;
   readonly log: string;
+  readonly shipped: Shipped;
 }
 
-/**
- * Writes the configuration and policy directory into `dir`. `blocked` are the
- * networks the bots come from: block.cidr is how an admin says "always
- * suspicious", and it sends them to the tarpit.
- */
-export function writeDemoFiles(root: string, dir: string, ports: { listen: number; backend: number; metrics: number }, blocked: readonly string[]): DemoFiles {
+/** Networks for the policy's two list files the demo writes. */
+export interface DemoLists {
+  /** block.cidr: how an admin says "always suspicious"; the bots come from there, and it sends them to the tarpit. */
+  readonly blocked: readonly string[];
+  /** known-senders.cidr: a big sender's pool, as `smtp-tarpit allowlist spf` writes it from SPF records. */
+  readonly known: readonly string[];
+}
+
+/** Writes the configuration and policy directory into `dir`. */
+export function writeDemoFiles(root: string, dir: string, ports: { listen: number; backend: number; metrics: number }, lists: DemoLists): DemoFiles {
   const policies = join(dir, 'policies');
   mkdirSync(policies, { recursive: true });
 
   const policy = parseDocument(readFileSync(join(root, 'policies/policy.yaml'), 'utf8'));
+  const shipped: Shipped = {
+    firstContactDelay: Number(policy.getIn(['profiles', 'first-contact', 'delays', 'banner'])),
+    tarpitDelay: Number(policy.getIn(['profiles', 'tarpit', 'delays', 'banner'])),
+    minRetryDelay: Number(policy.getIn(['firstContact', 'minRetryDelay'])),
+  };
   const stages = (seconds: number) => ({ banner: seconds, helo: seconds, mail: seconds, rcpt: seconds, data: seconds });
   policy.setIn(['profiles', 'first-contact', 'delays'], stages(FIRST_CONTACT_DELAY));
   policy.setIn(['profiles', 'tarpit', 'delays'], stages(TARPIT_DELAY));
+  policy.setIn(['firstContact', 'minRetryDelay'], MIN_RETRY_DELAY);
   writeFileSync(join(policies, 'policy.yaml'), policy.toString());
   copyFileSync(join(root, 'policies/policy.schema.json'), join(policies, 'policy.schema.json'));
   copyFileSync(join(root, 'policies/allow.cidr'), join(policies, 'allow.cidr'));
-  copyFileSync(join(root, 'policies/known-senders.cidr'), join(policies, 'known-senders.cidr'));
-  writeFileSync(join(policies, 'block.cidr'), ['# the demo\'s bots', ...blocked, ''].join('\n'));
+  writeFileSync(join(policies, 'block.cidr'), ['# the demo\'s bots', ...lists.blocked, ''].join('\n'));
+  // The demo has no DNS server to walk SPF records from: the list is written as the walk would have found it.
+  const known = ['# Known senders: as `smtp-tarpit allowlist spf bigsender.example` writes them from SPF', '', '# bigsender.example', ...lists.known, ''];
+  writeFileSync(join(policies, 'known-senders.cidr'), known.join('\n'));
 
   const config = parseDocument(readFileSync(join(root, 'config/smtp-tarpit.yaml'), 'utf8'));
   config.set('listen', `127.0.0.1:${ports.listen}`);
@@ -51,7 +74,7 @@ export function writeDemoFiles(root: string, dir: string, ports: { listen: numbe
   config.delete('group');
   const configFile = join(dir, 'smtp-tarpit.yaml');
   writeFileSync(configFile, config.toString());
-  return { config: configFile, policies, log: join(dir, 'smtp-tarpit.log') };
+  return { config: configFile, policies, log: join(dir, 'smtp-tarpit.log'), shipped };
 }
 
 export interface RunningProxy {

@@ -161,7 +161,7 @@ export class PolicyEngine {
       session.add(pass.evidence);
     }
     session.firstContact = policy.firstContact.enabled && known === undefined && session.passed === undefined;
-    if (session.firstContact) session.add(FIRST_CONTACT);
+    if (session.firstContact) session.add(pass.kind === 'early' ? HELD_AGAIN : FIRST_CONTACT);
   }
 
   /** The client's allowlist network (allowlistCache.network), or undefined when network passes are off. */
@@ -237,10 +237,13 @@ export class PolicyEngine {
    * A client that came back too soon was held again and deferred again,
    * with the same message: its pause starts over, whichever profile held it
    * (a bot hammering with one message never gets through on the first
-   * pause); nothing is added for a client that has no entry.
+   * pause), and the pass it earned its network is withdrawn: the neighbours
+   * of a bot are not vouched for by its patience. Nothing is added for a
+   * client that has no entry.
    */
   deferredAgain(session: SessionPolicy, message: DeferredMessage): MaybePromise<AllowlistOutcome> {
     const ip = parseIp(session.address);
+    const network = session.policy.allowlistCache.network;
     return this.state.store.allowlist(
       {
         client: ip === undefined ? session.address : addressKey(ip),
@@ -249,6 +252,7 @@ export class PolicyEngine {
         deferred: true,
         message: messageFingerprint(message),
         restartOnly: true,
+        network: ip === undefined || !network.enabled ? undefined : { key: clientGroup(ip, network), ttl: network.ttl, reputationGroup: groupOf(session) },
       },
       Date.now(),
     );
@@ -325,6 +329,7 @@ function addDnsEvidence(session: SessionPolicy, bl: ZoneCheck, wl: ZoneCheck, rd
 }
 
 const FIRST_CONTACT: Evidence = Object.freeze({ check: 'first-contact', weight: 0, reason: 'not seen before: held before it may deliver', class: 'first-contact' });
+const HELD_AGAIN: Evidence = Object.freeze({ check: 'first-contact', weight: 0, reason: 'back before its pause was over: held again before it may deliver', class: 'first-contact' });
 
 /** Whether evidence counts as a hit in smtp_tarpit_checks_total: it weighs something, or it vouches for the client. */
 function counts(evidence: Evidence | undefined): boolean {

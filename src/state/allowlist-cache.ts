@@ -93,6 +93,14 @@ export class AllowlistCache {
     return outcome;
   }
 
+  /** Forgets `key`; true when there was an unexpired entry. */
+  delete(key: string): boolean {
+    const had = this.#cache.peek(key) !== undefined;
+    this.#cache.delete(key);
+    allowlistCacheEntries.set(this.#cache.size);
+    return had;
+  }
+
   get size(): number {
     return this.#cache.size;
   }

@@ -142,7 +142,10 @@ export class MemoryStore implements StateStore {
     const entry = { reason: write.reason, since: now, deferred: write.deferred, message: write.message };
     const address = this.#allowlist.add(write.client, entry, write.ttl, write.restartOnly === true);
     const net = write.network;
-    if (net === undefined || write.restartOnly === true) return { address };
+    if (net === undefined) return { address };
+    if (write.restartOnly === true) {
+      return address === 'restarted' && this.#allowlist.delete(networkKey(net.key)) ? { address, network: 'dropped' } : { address };
+    }
     if (badReputation(this.#reputation.get(net.reputationGroup))) return { address, network: 'bad-reputation' };
     // A network's entry is never restarted: a neighbour's message is not this client's retry.
     const network = this.#allowlist.add(networkKey(net.key), { reason: write.reason, since: now, deferred: write.deferred }, net.ttl);

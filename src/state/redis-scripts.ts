@@ -69,7 +69,8 @@ return {allowed, concurrent, perMinute, rep[1] or '', rep[2] or '', rep[3] or ''
  * when it names a deferred message ('' otherwise), the network entry's value,
  * restart only (1 | 0). An entry already there keeps its time, unless the
  * address's names the same message (its second word equals the flag): then it
- * is rewritten. With restart only, nothing is added. The network
+ * is rewritten. With restart only, nothing is added, and a restart deletes
+ * the network's entry. The network
  * is left out when its bad sessions, decayed to now, are at least one and
  * outnumber its delivered ones (FINISH's decay); an entry of its own is kept
  * (SET NX). Returns {address outcome, network outcome or ''}.
@@ -89,7 +90,11 @@ elseif ARGV[9] == '1' then
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
-if ARGV[4] ~= '1' or ARGV[9] == '1' then return {address, ''} end
+if ARGV[4] ~= '1' then return {address, ''} end
+if ARGV[9] == '1' then
+  if address == 'restarted' and redis.call('DEL', KEYS[2]) == 1 then return {address, 'dropped'} end
+  return {address, ''}
+end
 local rep = redis.call('HMGET', KEYS[3], 'bad', 'good', 'at')
 local bad = tonumber(rep[1]) or 0
 local good = tonumber(rep[2]) or 0

@@ -238,7 +238,7 @@ export class RedisStore implements StateStore {
         .then(([address, network]) => {
           if (address !== 'added' && address !== 'kept' && address !== 'restarted') throw new Error(`allowlist script answered ${address}`);
           if (network === '') return { address };
-          if (network !== 'added' && network !== 'kept' && network !== 'bad-reputation') throw new Error(`allowlist script answered ${network}`);
+          if (network !== 'added' && network !== 'kept' && network !== 'bad-reputation' && network !== 'dropped') throw new Error(`allowlist script answered ${network}`);
           return { address, network };
         });
     return this.#run('allowlist', call, () => this.#local.allowlist(write, now));

@@ -136,8 +136,9 @@ export interface AllowlistWrite {
   /**
    * Add nothing: only restart the address's entry if it names the same
    * message (a client held again for returning too soon, deferred again with
-   * the same message, but held by a profile that allowlists nobody). No
-   * network is written.
+   * the same message, whichever profile held it). When it does, the client
+   * showed itself no MTA, and the pass its network earned (`network`, its
+   * key) is dropped rather than written.
    */
   readonly restartOnly?: boolean;
   /** Its network too (policy `allowlistCache.network`), absent when network passes are off. */
@@ -155,11 +156,11 @@ export interface AllowlistWrite {
  * What `allowlist` did: each entry `added`, or `kept` (one was there
  * already); the address `restarted` when the same message was deferred again
  * (its pause starts over); the network `bad-reputation` when its history
- * kept it out.
+ * kept it out, `dropped` when a restart withdrew its pass.
  */
 export interface AllowlistOutcome {
   readonly address: 'added' | 'kept' | 'restarted';
-  readonly network?: 'added' | 'kept' | 'bad-reputation';
+  readonly network?: 'added' | 'kept' | 'bad-reputation' | 'dropped';
 }
 
 export interface StoreHealth {

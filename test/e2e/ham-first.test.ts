@@ -138,6 +138,14 @@ test('ham first, with a real Postfix behind and the project\'s DNS server: known
       assert.equal(line.path, 'hold', JSON.stringify(line));
       assert.ok(reasons(line).some((r) => r.startsWith('early-retry +1: came back')), JSON.stringify(line.reasons));
     }
+    // Its first hold earned its /24 a pass; its hammering withdrew it: a neighbour is a first contact again.
+    assert.deepEqual(retrierLines[0]?.remembered, { address: 'added', network: 'added' });
+    assert.deepEqual(retrierLines[1]?.remembered, { address: 'restarted', network: 'dropped' });
+    const neighbour = await SmtpClient.connect({ port: p.port, localAddress: '127.0.64.2', timeout: 30_000 });
+    neighbour.destroy();
+    const [neighbourOfBot] = await waitLines(p, '127.0.64.2', 1);
+    assert.equal(neighbourOfBot?.path, 'hold', JSON.stringify(neighbourOfBot));
+    assert.equal(neighbourOfBot?.passed, undefined);
     for (const bot of stopped) assert.ok('gaveUp' in bot && bot.gaveUp, JSON.stringify(bot));
 
     // What reached Postfix: exactly the four legitimate messages.

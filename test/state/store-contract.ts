@@ -83,6 +83,10 @@ export function storeContract(name: string, make: StoreFactory): void {
     assert.deepEqual(await only('203.0.113.9', 'cccc3333', t0 + 9 * S), { address: 'kept' });
     assert.deepEqual((await store.connect({ client: '203.0.113.9', group: '203.0.113.0/24', network: '203.0.113.0/24', count: false }, t0 + 10 * S)).allowlist, { address: undefined, network: undefined });
     assert.equal((await store.connect({ ...q, client: '192.0.2.8' }, t0 + 10 * S)).allowlist.address?.since, t0 + 8 * S);
+    // A restart withdraws the pass the client's network earned: its neighbours are not vouched for by a hammering bot.
+    const dropped = await store.allowlist({ client: '192.0.2.7', reason: 'held again', ttl: 600, deferred: true, message: 'aaaa1111', restartOnly: true, network: net }, t0 + 11 * S);
+    assert.deepEqual(dropped, { address: 'restarted', network: 'dropped' });
+    assert.equal((await store.connect(q, t0 + 12 * S)).allowlist.network, undefined);
   });
 
   each('allowlist: a survivor\'s network is remembered with its own TTL, and read only when connect asks for it', async (store) => {

@@ -22,7 +22,7 @@ import { checkHelo } from './checks/helo.js';
 import { checkHarvest } from './checks/harvest.js';
 import { greylistDefers, greylistExemption, greylistTriplet } from './checks/greylist.js';
 import { checkPass, messageFingerprint, type Pass, type DeferredMessage } from './checks/allowlist-pass.js';
-import { checkKnownSender } from './checks/known-sender.js';
+import { checkKnownSender, type KnownSender } from './checks/known-sender.js';
 import { checkReputation } from './checks/reputation.js';
 import type { DnsClient } from './dns/dns-client.js';
 import { checksTotal, escalationsTotal, verdictsTotal } from './metrics.js';
@@ -31,7 +31,7 @@ import type { Policy } from './spec.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
 import { when, type MaybePromise } from '../state/maybe-promise.js';
 import { allowlistCacheTotal } from '../state/metrics.js';
-import type { AllowlistOutcome, GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
+import type { AllowlistOutcome, AllowlistWrite, GreylistOutcome, ReputationSnapshot, SessionOutcome, StateStore } from '../state/store.js';
 import type { Tally } from '../metrics/tally-counter.js';
 
 /** What every engine shares and keeps across policy reloads. */
@@ -146,8 +146,12 @@ export class PolicyEngine {
    */
   #vouch(session: SessionPolicy, client: string | Ip, rate: Evidence | undefined, pass: Pass): void {
     const policy = session.policy;
-    const known = policy.firstContact.enabled || policy.greylisting.enabled ? checkKnownSender({ address: client, clientName: session.clientName, score: session.score.total }, policy) : undefined;
-    record('known-sender', known !== undefined);
+    // Known senders matter only to the first-contact hold and greylisting: with both off, nobody is asked.
+    let known: KnownSender | undefined;
+    if (policy.firstContact.enabled || policy.greylisting.enabled) {
+      known = checkKnownSender({ address: client, clientName: session.clientName, score: session.score.total }, policy);
+      record('known-sender', known !== undefined);
+    }
     if (known !== undefined) {
       session.knownSender = known.rule;
       session.add(known.evidence);
@@ -155,7 +159,7 @@ export class PolicyEngine {
     if (pass.kind === 'network') {
       session.passed = 'network';
       session.add(pass.evidence);
-    } else if (pass.kind === 'early') {
+    } else if (pass.kind === 'early' && known === undefined) {
       record('early-retry', true);
       session.returnedEarly = true;
       session.add(pass.evidence);
@@ -217,20 +221,11 @@ export class PolicyEngine {
    * wait's survivor, relayed in the same connection, which counts at once.
    */
   survived(session: SessionPolicy, deferred: DeferredMessage | undefined): MaybePromise<AllowlistOutcome> {
-    const policy = session.policy;
-    const network = policy.allowlistCache.network;
-    const ip = parseIp(session.address);
-    return this.state.store.allowlist(
-      {
-        client: ip === undefined ? session.address : addressKey(ip),
-        reason: deferred ? 'sat the first-contact hold out, told to retry' : 'sat the greet wait out, relayed',
-        ttl: policy.allowlistCache.ttl,
-        deferred: deferred !== undefined,
-        message: deferred && messageFingerprint(deferred),
-        network: ip === undefined || !network.enabled ? undefined : { key: clientGroup(ip, network), ttl: network.ttl, reputationGroup: groupOf(session) },
-      },
-      Date.now(),
-    );
+    return this.#remember(session, {
+      reason: deferred ? 'sat the first-contact hold out, told to retry' : 'sat the greet wait out, relayed',
+      deferred: deferred !== undefined,
+      message: deferred && messageFingerprint(deferred),
+    });
   }
 
   /**
@@ -242,16 +237,19 @@ export class PolicyEngine {
    * client that has no entry.
    */
   deferredAgain(session: SessionPolicy, message: DeferredMessage): MaybePromise<AllowlistOutcome> {
+    return this.#remember(session, { reason: 'came back too soon, deferred again', deferred: true, message: messageFingerprint(message), restartOnly: true });
+  }
+
+  /** One allowlist write for `session`'s address and, when network passes are on, its network. */
+  #remember(session: SessionPolicy, what: Pick<AllowlistWrite, 'reason' | 'deferred' | 'message' | 'restartOnly'>): MaybePromise<AllowlistOutcome> {
+    const policy = session.policy;
+    const network = policy.allowlistCache.network;
     const ip = parseIp(session.address);
-    const network = session.policy.allowlistCache.network;
     return this.state.store.allowlist(
       {
+        ...what,
         client: ip === undefined ? session.address : addressKey(ip),
-        reason: 'came back too soon, deferred again',
-        ttl: session.policy.allowlistCache.ttl,
-        deferred: true,
-        message: messageFingerprint(message),
-        restartOnly: true,
+        ttl: policy.allowlistCache.ttl,
         network: ip === undefined || !network.enabled ? undefined : { key: clientGroup(ip, network), ttl: network.ttl, reputationGroup: groupOf(session) },
       },
       Date.now(),

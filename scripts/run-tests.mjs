@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every test/**/*.test.ts with Node's own runner. On Node 20 a quoted
 // glob is not expanded and a directory argument can run 0 tests and exit 0
-// (NOTES.md), so the files are listed here and passed explicitly.
+// (docs/platform-notes.md), so the files are listed here and passed explicitly.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';

@@ -1,7 +1,7 @@
 /**
  * The load of bench/hold.ts, run as its own process (`node --import tsx
  * bench/lib/hold-client.ts '<json options>'`): the open-file limit here is
- * 20,000 per process (NOTES.md), so clients in the proxy's process, or in the
+ * 20,000 per process (docs/platform-notes.md), so clients in the proxy's process, or in the
  * bench's, would halve what the proxy can hold.
  *
  * Opens `count` connections at `rate` per second and keeps them open, saying

@@ -1,5 +1,5 @@
 /**
- * `smtp-tarpit check`: the pre-deploy gate (DESIGN §5). Validates the
+ * `smtp-tarpit check`: the pre-deploy gate (docs/design.md §5). Validates the
  * configuration and the policy directory it names (or `--policies`), prints
  * every mistake as `file:line:col: key: reason` and exits 1 on any; warnings
  * are printed but do not fail the check.

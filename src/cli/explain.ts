@@ -1,6 +1,6 @@
 /**
  * `smtp-tarpit explain`: what the policy would do with a client, and why
- * (DESIGN §5: every rule can be tried before it goes live). It runs the real
+ * (docs/design.md §5: every rule can be tried before it goes live). It runs the real
  * connect-stage checks, DNS included, through the resolver the configuration
  * names, then the HELO check, and prints each check's evidence, the score,
  * the verdict and what the client would meet at each stage.

@@ -12,7 +12,7 @@ import { parseEndpoint } from './endpoint.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
 import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath, deepFreeze } from './yaml-schema.js';
 
-/** Command-line flags that override the file (DESIGN §3 config). */
+/** Command-line flags that override the file (docs/design.md §3 config). */
 export interface ConfigOverrides {
   readonly listen?: string | undefined;
   readonly backend?: string | undefined;

@@ -1,5 +1,5 @@
 /**
- * The one prom-client registry and every metric smtp-tarpit exports (DESIGN §6):
+ * The one prom-client registry and every metric smtp-tarpit exports (docs/design.md §6):
  * `smtp_tarpit_` prefix, base units (seconds, bytes), `_total` on counters, and
  * labels from closed sets only (stage, result, reason, command), never addresses.
  */

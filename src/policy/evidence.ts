@@ -1,5 +1,5 @@
 /**
- * What every check returns and what the scorer adds up (DESIGN §2): a named
+ * What every check returns and what the scorer adds up (docs/design.md §2): a named
  * piece of evidence with a weight and a reason an admin can read. The reason
  * class is what a refused client may be told; the score never leaves us.
  */

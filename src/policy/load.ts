@@ -26,7 +26,7 @@ export const POLICY_FILE = 'policy.yaml';
 /** A list file with more bad lines than this is probably not a list: the rest are summed up in one line. */
 const MAX_LIST_ERRORS = 20;
 
-/** Longer first-contact greetings lose real MTAs (DESIGN §2: some time a greeting out at 30 s). */
+/** Longer first-contact greetings lose real MTAs (docs/design.md §2: some time a greeting out at 30 s). */
 const GREETING_PATIENCE = 30;
 /** Seconds RFC 5321 §4.5.3.2 tells a client to wait for each reply (and Postfix's smtp client does): 5 min, DATA's 2 min. */
 const MTA_PATIENCE: Readonly<Record<Wait, number>> = { banner: 300, helo: 300, mail: 300, rcpt: 300, data: 120, other: 300 };

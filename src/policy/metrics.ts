@@ -1,5 +1,5 @@
 /**
- * The policy engine's metrics (issue 3 §7, DESIGN §6). Labels are check names,
+ * The policy engine's metrics (issue 3 §7, docs/design.md §6). Labels are check names,
  * verdicts and results from fixed sets, never client addresses.
  */
 import { Counter, Gauge } from 'prom-client';

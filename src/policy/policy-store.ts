@@ -1,5 +1,5 @@
 /**
- * The policy in force, swapped whole on reload (DESIGN §4.6). A reload reads
+ * The policy in force, swapped whole on reload (docs/design.md §4.7). A reload reads
  * and validates every file first; only a policy that loaded completely
  * replaces the old one, so an admin's typo never leaves a half-applied policy
  * or none. Sessions keep the engine they started with; new sessions get the

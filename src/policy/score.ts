@@ -1,5 +1,5 @@
 /**
- * A session's score (DESIGN §2): evidence adds up as it arrives, stage by
+ * A session's score (docs/design.md §2): evidence adds up as it arrives, stage by
  * stage, and the thresholds turn the score into a verdict that may escalate
  * mid-session (an unknown-recipient burst turns `pass` into `reject`).
  *

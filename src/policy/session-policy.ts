@@ -1,8 +1,8 @@
 /**
- * One client session's standing with the policy (DESIGN §2): the evidence so
+ * One client session's standing with the policy (docs/design.md §2): the evidence so
  * far, its score, the verdict it gives and, for a held client, the tarpit
  * profile. It keeps the Policy the session started with, so a reload never
- * changes the rules under a session in flight (DESIGN §4.6).
+ * changes the rules under a session in flight (docs/design.md §4.7).
  *
  * The verdict only escalates (src/policy/score.ts says why). What the verdict
  * means at each stage is decided here, once, for both paths that serve a

@@ -1,7 +1,7 @@
 /**
  * The policy as the checks, the scorer and the tarpit read it: `policy.yaml`
  * after validation and defaults, with its list files compiled. Loaded by
- * src/policy/load.ts, frozen, and swapped whole on reload (DESIGN §4.6), so a
+ * src/policy/load.ts, frozen, and swapped whole on reload (docs/design.md §4.7), so a
  * session keeps the Policy it started with.
  *
  * Units: durations are seconds, as in the config file.
@@ -9,7 +9,7 @@
 import type { CidrList } from './lists/cidr-list.js';
 import type { Verdict } from './evidence.js';
 
-/** A stage at which a `reject` verdict may be answered (DESIGN §2: RCPT keeps sender and recipient in logs). */
+/** A stage at which a `reject` verdict may be answered (docs/design.md §2: RCPT keeps sender and recipient in logs). */
 export type RejectStage = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data';
 
 /** One inclusive IPv4 range an answer must fall in (`127.0.0.2-127.0.0.11`, or one address, or a CIDR). */
@@ -35,7 +35,7 @@ export interface DnsZone {
 
 export interface TarpitProfile {
   readonly name: string;
-  /** Seconds held before each reply; 0 answers at once. No single wait above 25 s in the shipped profiles (DESIGN §2). */
+  /** Seconds held before each reply; 0 answers at once. No single wait above 25 s in the shipped profiles (docs/design.md §2). */
   readonly delays: {
     readonly banner: number;
     readonly helo: number;

@@ -1,6 +1,6 @@
 /**
  * What the policy engines of one process share and keep across reloads: the
- * DNS client and its cache, and the state store (DESIGN §3 state: allowlist
+ * DNS client and its cache, and the state store (docs/design.md §3 state: allowlist
  * cache, rate and harvest windows, reputation, greylist), in memory by
  * default or shared by a fleet (issue 6).
  */

@@ -1,6 +1,6 @@
 /**
  * Streams a message body to the backend after its 354, dot-stuffed, with
- * backpressure. Contract (DESIGN §4.1, "no half-delivery"): the terminating
+ * backpressure. Contract (docs/design.md §4.1, "no half-delivery"): the terminating
  * CRLF.CRLF is written only after `body` ended normally. If `body` errors or
  * closes before its end, the dot is never written; the caller destroys the
  * backend socket so the backend discards the partial message (RFC 5321 §4.1.1.4:

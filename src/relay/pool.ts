@@ -1,6 +1,6 @@
 /**
  * A bounded set of backend connections. Postfix refuses a second XCLIENT on a
- * connection (550 5.7.0, NOTES.md), so each connection serves exactly one
+ * connection (550 5.7.0, docs/platform-notes.md), so each connection serves exactly one
  * client session and is closed when that session releases it; the pool's job
  * is to have spares already connected, greeted and EHLO'd, so a session does
  * not pay for that at its first MAIL.
@@ -243,7 +243,7 @@ export class BackendPool {
       this.#track(conn.quit());
       backendConnectsTotal.inc({ result: 'no_xclient' });
       // Without XCLIENT the backend would see every client as us, and Postfix's
-      // mynetworks would make it an open relay (DESIGN §1): refuse to relay.
+      // mynetworks would make it an open relay (docs/design.md §1): refuse to relay.
       const reason = `backend ${this.#where()} does not offer XCLIENT with ADDR in its EHLO reply; list the proxy's address in Postfix's smtpd_authorized_xclient_hosts`;
       const error = replyError('TARPIT_ERR_BACKEND_NO_XCLIENT', { cause: new Error(reason) });
       this.#down(error, reason);

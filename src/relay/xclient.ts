@@ -2,7 +2,7 @@
  * Building the XCLIENT command (Postfix XCLIENT_README) and the EHLO argument
  * that follows it. Pure functions: what the backend learns about the client
  * is decided here and nowhere else, because a wrong address here turns the
- * backend into an open relay (DESIGN §1).
+ * backend into an open relay (docs/design.md §1).
  */
 import { isIPv4, isIPv6 } from 'node:net';
 

@@ -1,5 +1,5 @@
 /**
- * Sits between smtp-server's DATA stream and the backend (DESIGN §4.4, no
+ * Sits between smtp-server's DATA stream and the backend (docs/design.md §4.4, no
  * smuggling): counts bytes against the size limit and, in `reject` mode,
  * fails on the first bare CR or LF. smtp-server ends DATA only at CRLF.CRLF,
  * but a backend that also accepts `<LF>.<LF>` (Postfix 3.7) would see a second

@@ -2,7 +2,7 @@
  * Test-only fault injection: the programmatic `faults` option of createProxy
  * (never reachable from the CLI or the config file) lets tests make a hook
  * fail in each way smtp-server cannot survive on its own, to prove the trap
- * closes every hole (DESIGN §4.3).
+ * closes every hole (docs/design.md §4.3).
  */
 import type { Stage } from '../core/stage.js';
 

@@ -1,5 +1,5 @@
 /**
- * The front door (DESIGN §3 smtp): our own listener accepts every socket,
+ * The front door (docs/design.md §3 smtp): our own listener accepts every socket,
  * applies the connection caps, reads a PROXY header from trusted load
  * balancers, asks the policy for a first verdict, and then either hands the
  * socket to smtp-server (`server.connect`) for the relay path, gives it to the
@@ -230,7 +230,7 @@ export class Front {
     sessionsActive.inc({ state });
   }
 
-  /** A vetted session refused at connect: neither smtp-server nor the hold sees it, so its one log line (DESIGN §6) is written here. */
+  /** A vetted session refused at connect: neither smtp-server nor the hold sees it, so its one log line (docs/design.md §6) is written here. */
   private refuseVetted(socket: Socket, vetted: Vetted, error: SmtpReplyError, result: string, cap?: HoldCap): void {
     // A policy refusal is the client's doing and counts against its network; a full tarpit is ours.
     vetted.engine.finish(vetted.policy, result === 'refused_policy' ? 'bad' : 'neutral');
@@ -294,7 +294,7 @@ export class Front {
   }
 
   /**
-   * SIGTERM (DESIGN §4.1): stop accepting; a session with no hook in flight is
+   * SIGTERM (docs/design.md §4.1): stop accepting; a session with no hook in flight is
    * told 421 at once; one in the middle of a command gets until `graceSeconds`
    * to finish it, so no transaction is cut after its 250; what remains after
    * the grace period is told 421 (the client has no 250, so it retries).

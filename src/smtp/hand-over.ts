@@ -5,7 +5,7 @@
  * (`SMTPConnection#init`: `setTimeout(() => this.connectionReady(), 100)`, no
  * option). On the relay path that is 100 ms on every clean message, which
  * capped relayed throughput at sessions / 0.1 s in bench/relay.ts. Our front
- * door owns the greet wait (DESIGN §3 smtp: it watches for pregreets before
+ * door owns the greet wait (docs/design.md §3 smtp: it watches for pregreets before
  * the hand-over), so smtp-server's own wait is redundant: we start the
  * greeting ourselves and make the timer's later call a no-op.
  *

@@ -1,7 +1,7 @@
 /**
  * smtp-server's hooks for clean sessions: each relays one command to the
  * session's own backend connection and answers the client with the backend's
- * reply, so the client sees 250 only after the backend said 250 (DESIGN §4.1).
+ * reply, so the client sees 250 only after the backend said 250 (docs/design.md §4.1).
  * All hooks run through the trap (src/trap).
  */
 import type { Readable } from 'node:stream';
@@ -100,7 +100,7 @@ export class RelayHandlers {
     return rs;
   }
 
-  /** Counts a hook in flight, so shutdown waits for it (DESIGN §4.1). */
+  /** Counts a hook in flight, so shutdown waits for it (docs/design.md §4.1). */
   private async track<R>(session: SMTPServerSession, fn: () => Promise<R>): Promise<R> {
     const rs = this.sessions.get(session.id);
     if (rs) rs.pending++;

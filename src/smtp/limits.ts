@@ -1,5 +1,5 @@
 /**
- * Connection caps (DESIGN §4.5): at most `maxConnections` open at once and at
+ * Connection caps (docs/design.md §4.5): at most `maxConnections` open at once and at
  * most `maxConnectionsPerClient` from one address. The per-address map holds
  * only addresses with open connections, so it is bounded by the total cap.
  */

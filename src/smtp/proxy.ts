@@ -84,7 +84,7 @@ export class Proxy {
       isShuttingDown: () => this.front.shuttingDown,
     });
     this.smtp = new SMTPServer(smtpServerOptions(config, this.handlers));
-    // Without an error listener a client reset inside a transaction kills the process (NOTES.md).
+    // Without an error listener a client reset inside a transaction kills the process (docs/platform-notes.md).
     this.smtp.on('error', this.trap.guard('server', (err: Error) => logger.debug({ err }, 'client connection error')));
     this.front = new Front({
       config,
@@ -169,7 +169,7 @@ function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerO
     maxCommandLength: config.limits.maxLineLength,
     socketTimeout: config.limits.idleTimeout * 1000,
     // No AUTH on port 25; STARTTLS only with our own certificate: smtp-server's
-    // built-in one has a publicly known key (NOTES.md).
+    // built-in one has a publicly known key (docs/platform-notes.md).
     disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     authOptional: true,
     ...(tls ? { key: readFileSync(key), cert: readFileSync(cert) } : {}),

@@ -1,7 +1,7 @@
 /**
  * What we keep per client session beside smtp-server's own session object:
  * the backend connection it holds, its transactions and their results. It is
- * summarised in one JSON log line when the session ends (DESIGN §6).
+ * summarised in one JSON log line when the session ends (docs/design.md §6).
  */
 import type { Socket } from 'node:net';
 import type { Reply } from '../core/reply.js';
@@ -54,7 +54,7 @@ export function watchHangup(vetted: Vetted, socket: Socket): void {
 }
 
 /**
- * The relay path's stage clock (DESIGN §2), in the hold's terms: a client's
+ * The relay path's stage clock (docs/design.md §2), in the hold's terms: a client's
  * turn (our reply → its next command) counts for the stage it was in, so the
  * time to send RCPT after MAIL's 250 is `mail` client time; time our hooks
  * waited on the backend counts for the hook's stage (`relay` for the final

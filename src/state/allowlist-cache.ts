@@ -1,5 +1,5 @@
 /**
- * Clients that passed (postscreen's PASS OLD, DESIGN §2): one that sat the
+ * Clients that passed (postscreen's PASS OLD, docs/design.md §2): one that sat the
  * first-contact hold out quietly is remembered here and skips the hold and the
  * costly checks until its entry expires. Keyed by exact address, IPv4-mapped
  * folded and canonical (client-group.ts), so a dual-stack listener's
@@ -143,7 +143,7 @@ export class AllowlistCache {
     const cache: LRUCache<string, AllowlistEntry> = new LRUCache<string, AllowlistEntry>({
       max: Math.max(1, Math.floor(max)),
       ttl,
-      // Exact expiry, and the only way a test's clock is honoured (NOTES.md).
+      // Exact expiry, and the only way a test's clock is honoured (docs/platform-notes.md).
       ttlResolution: 0,
       perf: { now: this.#now },
       // After removal, so `size` is already the new one; a cache being

@@ -95,7 +95,7 @@ function cache(max: number, now: () => number): LRUCache<string, number> {
     max: Math.max(1, Math.floor(max)),
     // Every set() gives its own TTL; this is only lru-cache's requirement for per-entry TTLs.
     ttl: 1,
-    // Exact expiry, and the only way a test's clock is honoured (NOTES.md).
+    // Exact expiry, and the only way a test's clock is honoured (docs/platform-notes.md).
     ttlResolution: 0,
     perf: { now },
     dispose: (_value, _key, reason) => {

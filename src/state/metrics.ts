@@ -1,5 +1,5 @@
 /**
- * Metrics of the state stores (memory and Redis), on the one registry (DESIGN §6).
+ * Metrics of the state stores (memory and Redis), on the one registry (docs/design.md §6).
  * Counts with fixed labels are tallies bound once here (src/metrics/tally-counter.ts), so
  * a lookup on the hot path costs an addition, not a label-hash.
  */

@@ -1,7 +1,7 @@
 /**
  * What the rate and harvest counters share (issue 3): per client group, a
  * count over a sliding window, the groups in an LRU. Bounded both ways
- * (DESIGN §4.5): at most `maxGroups` groups (under a spray of addresses the
+ * (docs/design.md §4.5): at most `maxGroups` groups (under a spray of addresses the
  * least recently active one is forgotten), and per group a fixed ring of
  * counters instead of one timestamp per event, so a group costs the same
  * whether it counts 5 events or 5 million.
@@ -71,7 +71,7 @@ export interface GroupStoreOptions {
 export function groupStore<V extends object>(options: GroupStoreOptions): LRUCache<string, V> {
   return new LRUCache<string, V>({
     max: options.maxGroups ?? 100_000,
-    // Exact expiry, and the only way a test's clock is honoured (NOTES.md).
+    // Exact expiry, and the only way a test's clock is honoured (docs/platform-notes.md).
     ttlResolution: 0,
     perf: { now: options.now },
     dispose: (_value, _key, reason) => {

@@ -1,5 +1,5 @@
 /**
- * What the policy remembers about clients (DESIGN §3 state), behind one
+ * What the policy remembers about clients (docs/design.md §3 state), behind one
  * interface with two implementations: `memory` (lru-cache, one process) and
  * `redis` (a fleet of MX hosts sharing what they learn).
  *

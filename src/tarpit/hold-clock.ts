@@ -1,5 +1,5 @@
 /**
- * A hold's stage clocks (DESIGN §2): per stage, how long we held our reply and
+ * A hold's stage clocks (docs/design.md §2): per stage, how long we held our reply and
  * how long the client took for its command, and what each stage is meant to
  * wait under a profile. Fixed size whatever the hold time: one array of
  * 2 × STAGES.length milliseconds and two marks.

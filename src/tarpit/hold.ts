@@ -1,11 +1,11 @@
 /**
- * The hold (DESIGN §3 tarpit): a minimal SMTP responder on the raw socket
+ * The hold (docs/design.md §3 tarpit): a minimal SMTP responder on the raw socket
  * that can only delay, answer and close. It never relays and never takes a
  * body: an accepted DATA gets the end action (the DATA wait, then the
  * observer's reply) instead of 354.
  *
  * Why not smtp-server: an idle smtp-server connection costs ~14.5 KB RSS, a
- * raw socket ~3.6 KB (NOTES.md), and smtp-server has no hook for EHLO, NOOP,
+ * raw socket ~3.6 KB (docs/platform-notes.md), and smtp-server has no hook for EHLO, NOOP,
  * RSET or unknown commands, whose replies a tarpit must be able to delay.
  *
  * Cheapness, because issue 4 holds tens of thousands of these:
@@ -688,7 +688,7 @@ export class HoldSession implements HoldControl, TimerTarget, SocketSink {
     }
   }
 
-  /** An observer (or we) threw: 451 4.3.0 to this client, everyone else goes on (DESIGN §4.3). */
+  /** An observer (or we) threw: 451 4.3.0 to this client, everyone else goes on (docs/design.md §4.3). */
   private fail(err: unknown): void {
     this.report(err);
     if (this.phase < CLOSING) this.closeWith(R.internal, 'error');

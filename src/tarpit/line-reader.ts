@@ -1,5 +1,5 @@
 /**
- * Command lines out of socket bytes, for the hold (DESIGN §4.5: bounded).
+ * Command lines out of socket bytes, for the hold (docs/design.md §4.5: bounded).
  *
  * Bytes are kept raw until a line is asked for, because a held session reads
  * a chunk it must not act on yet (the client talked out of turn) and parsing

@@ -1,5 +1,5 @@
 /**
- * Per-stage timing (issue 4 item 2, DESIGN §2 and §6): where each session
+ * Per-stage timing (issue 4 item 2, docs/design.md §2 and §6): where each session
  * spent its time, whether we held it, the client took it or the backend did,
  * and the stage in which the client hung up. Held sessions (the tarpit's
  * hold) and relayed ones (smtp-server's hooks) report the same shape, so one

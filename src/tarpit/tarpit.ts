@@ -150,7 +150,7 @@ class PolicyObserver implements HoldObserver {
   /**
    * A client that sat every delay out. One that did nothing wrong while held
    * (its score did not rise) and whose profile ends in `allowlist` is
-   * remembered, so its retry is relayed at once (DESIGN §2); it hears 451 4.7.1.
+   * remembered, so its retry is relayed at once (docs/design.md §2); it hears 451 4.7.1.
    */
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;

@@ -1,5 +1,5 @@
 /**
- * One timer structure for every held socket (DESIGN §3 tarpit, issue 4): a
+ * One timer structure for every held socket (docs/design.md §3 tarpit, issue 4): a
  * binary min-heap of deadlines with a single armed `setTimeout`, re-armed to
  * the earliest deadline. Tens of thousands of holds then cost one Node timer
  * and one small entry each, instead of a timer object and a closure per wait.

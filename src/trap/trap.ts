@@ -1,11 +1,11 @@
 /**
- * The central exception trap (DESIGN §4.3): every smtp-server hook and every
+ * The central exception trap (docs/design.md §4.3): every smtp-server hook and every
  * socket listener runs through it. A throw or a rejection answers that client
  * with its SmtpReplyError's own reply, or `451 4.3.0` for anything else, counts
  * it in smtp_tarpit_handler_errors_total{stage}, logs it once with the session
  * id, and every other session goes on.
  *
- * Why each guard exists (measured against smtp-server 3.21.6, NOTES.md): a
+ * Why each guard exists (measured against smtp-server 3.21.6, docs/platform-notes.md): a
  * rejected async handler or a throw in a timer kills the process; a callback
  * called twice writes a second reply and desynchronises the client; a throw in
  * onData leaves the parser in DATA mode so the client never gets a reply unless
@@ -71,7 +71,7 @@ export class Trap {
   /**
    * onData's variant: whatever the handler does, the body stream is read to
    * its end before smtp-server gets the answer, or the client would wait for a
-   * reply forever (NOTES.md).
+   * reply forever (docs/platform-notes.md).
    */
   dataHook<S, R>(
     ctx: (stream: Readable, session: S) => TrapContext,

@@ -1,7 +1,7 @@
 /**
  * Bad input gets a clear SMTP error, nothing reaches the backend that the
  * client did not delimit properly, and a clean session afterwards still relays
- * (DESIGN §4.4, §4.5).
+ * (docs/design.md §4.4, §4.5).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

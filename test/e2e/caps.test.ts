@@ -1,5 +1,5 @@
 /**
- * Connection caps (DESIGN §4.5): past the total or per-client cap a new
+ * Connection caps (docs/design.md §4.5): past the total or per-client cap a new
  * client gets a clear 421 at once, before any banner; others are unaffected.
  */
 import { test } from 'node:test';

@@ -1,5 +1,5 @@
 /**
- * Reload under load (issue 3, DESIGN §4.6): with 200 sessions open in the
+ * Reload under load (issue 3, docs/design.md §4.7): with 200 sessions open in the
  * relay path, a valid policy change takes effect for new sessions (through
  * the directory watch, and through the SIGHUP entry point) while every open
  * session keeps going; an invalid change changes nothing, is logged at

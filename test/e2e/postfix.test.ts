@@ -1,8 +1,8 @@
 /**
  * The proxy in front of a REAL Postfix 3.7 (test/helpers/postfix.ts): XCLIENT hands Postfix each
  * client's own address and HELO, so Postfix's relay control, recipient checks and logs keep working
- * (DESIGN §1, §4.2); bodies arrive intact; DATA that Postfix would split into two messages is refused
- * or normalised (DESIGN §4.4); a backend that refuses XCLIENT is never relayed through.
+ * (docs/design.md §1, §4.2); bodies arrive intact; DATA that Postfix would split into two messages is refused
+ * or normalised (docs/design.md §4.4); a backend that refuses XCLIENT is never relayed through.
  *
  * Needs root and the postfix package: skipped on a bare dev machine, a failure in CI (requireTool).
  */

@@ -1,5 +1,5 @@
 /**
- * Shutdown (DESIGN §4.1): stop accepting, let a transaction in flight finish
+ * Shutdown (docs/design.md §4.1): stop accepting, let a transaction in flight finish
  * with the backend's 250, tell idle sessions 421, and never cut a transaction
  * after its 250.
  */

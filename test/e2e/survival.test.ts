@@ -1,5 +1,5 @@
 /**
- * The process survives what smtp-server alone dies of (NOTES.md): a throw in
+ * The process survives what smtp-server alone dies of (docs/platform-notes.md): a throw in
  * a timer and a client reset inside a transaction. The proxy runs in its own
  * process so the test sees it stay up.
  */

@@ -1,5 +1,5 @@
 /**
- * DESIGN §4.1, no message lost: 2,000 messages from 20 parallel client sessions go through the proxy
+ * docs/design.md §4.1, no message lost: 2,000 messages from 20 parallel client sessions go through the proxy
  * while the backend is restarted twice. Every message the client saw 250 for is at the backend exactly
  * once; every other one got a 4xx (never a 5xx, never a silent close, never a hang).
  *

@@ -1,6 +1,6 @@
 /**
  * A spam-bot simulator for tarpit tests: a raw socket that plays one of the
- * behaviours bots show in the field (DESIGN §2) and hangs up once its
+ * behaviours bots show in the field (docs/design.md §2) and hangs up once its
  * patience — counted from the connect, not per reply — runs out. It never
  * retries: what a bot does not get through in one session is lost.
  */

@@ -1,7 +1,7 @@
 /**
  * A REAL DNS server for the DNS checks' tests: dnsmasq (test/helpers/dnsmasq.ts)
  * on 127.0.0.1 and a free port, serving the zone in `TEST_DNS` and nothing
- * else. The machine's own resolver is not on loopback (NOTES.md), so no test
+ * else. The machine's own resolver is not on loopback (docs/platform-notes.md), so no test
  * may reach it: every other name is REFUSED.
  *
  * `slow.test` and the reverse zone of 127.0.9.0/24 are forwarded to a UDP

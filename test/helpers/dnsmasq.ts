@@ -1,7 +1,7 @@
 /**
  * A real dnsmasq on 127.0.0.1 and a free port, serving only the lines it is
  * given (no /etc/dnsmasq.conf, no /etc/hosts, no upstream): the machine's
- * resolver is not on loopback (NOTES.md), so nothing here may reach it. One
+ * resolver is not on loopback (docs/platform-notes.md), so nothing here may reach it. One
  * launcher for the DNS tests (test/helpers/dns-server.ts, with its fixed test
  * zone) and the verdict bench (bench/verdict.ts, thousands of generated
  * records). It imports nothing from node:test, so a bench can load it.

@@ -1,7 +1,7 @@
 /**
  * A scripted backend MTA for relay tests: a raw net.Server on 127.0.0.1 that
  * writes exact bytes and behaves like Postfix where it matters (XCLIENT answered
- * with a new 220 greeting, a second XCLIENT refused with 550 5.7.0, NOTES.md).
+ * with a new 220 greeting, a second XCLIENT refused with 550 5.7.0, docs/platform-notes.md).
  * It records every command line and every DATA body as wire bytes (still
  * dot-stuffed, without the terminating CRLF.CRLF); a body only counts once its
  * terminating dot arrived, as in a real MTA.

@@ -154,7 +154,7 @@ test('XCLIENT from an authorized host sets the client address, and a second XCLI
   assert.match(await client.command('XCLIENT ADDR=192.0.2.7 NAME=[UNAVAILABLE]'), /^220 /);
   assert.match(await client.command('EHLO sender.example'), /^250[ -]/);
   assert.match(await sendMail(client, 'alice@local.test', 'via xclient'), /^250 /);
-  // NOTES.md: authorization is re-checked against the forwarded address, which is not authorized.
+  // docs/platform-notes.md: authorization is re-checked against the forwarded address, which is not authorized.
   assert.match(await client.command('XCLIENT ADDR=192.0.2.8'), /^550 5\.7\.0 .*insufficient authorization/);
   await client.command('QUIT');
 

@@ -8,7 +8,7 @@
  *   `requireTool(t, 'postfix')` first.
  * - Nothing leaves the machine: the only deliverable domain is `localDomain` (virtual(8) into Maildirs
  *   under the scratch folder); everything else goes to the `error` transport. DNS is off, because the
- *   machine's resolver is not reachable (NOTES.md, "Machines here").
+ *   machine's resolver is not reachable (docs/platform-notes.md, "The machines").
  * - The alternate configuration directory is used with `postfix -c DIR`; as root Postfix 3.7 does not
  *   ask for it in `alternate_config_directories`, so /etc/postfix/main.cf is neither needed nor written.
  */

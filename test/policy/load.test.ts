@@ -44,7 +44,7 @@ function lineOf(text: string, needle: string): number {
   return i + 1;
 }
 
-test('the shipped policies/ directory loads, frozen, with the first-contact hold DESIGN §2 asks for', () => {
+test('the shipped policies/ directory loads, frozen, with the first-contact hold docs/design.md §2 asks for', () => {
   const { policy, warnings, files } = loadPolicyDirWithWarnings('policies');
   assert.deepEqual(warnings, []);
   assert.equal(policy.dir, resolve('policies'));

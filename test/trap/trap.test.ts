@@ -1,5 +1,5 @@
 /**
- * The trap closes every hole smtp-server leaves (NOTES.md): a throw, a
+ * The trap closes every hole smtp-server leaves (docs/platform-notes.md): a throw, a
  * non-Error throw or a rejection in any hook answers that client 451 4.3.0,
  * counts smtp_tarpit_handler_errors_total{stage}, and the next client relays.
  */

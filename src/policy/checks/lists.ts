@@ -1,5 +1,5 @@
 /**
- * The admin's own lists (DESIGN §5): `allow.cidr` skips every check,
+ * The admin's own lists (docs/design.md §5): `allow.cidr` skips every check,
  * `block.cidr` makes a client suspicious, `knownSenders.networks` spares a
  * known sender the first-contact hold. The evidence names the file and line
  * of the entry that matched, so an admin who wonders why a client was held can

@@ -99,7 +99,7 @@ export class DnsClient {
     this.maxTtlMs = (options.maxTtl ?? 86_400) * 1000;
     this.cache = new LRUCache<string, DnsResult>({
       max: options.maxEntries ?? 10_000,
-      // Without ttlResolution 0 a fake clock (and a 1 s TTL) sees expired entries for a while (NOTES.md).
+      // Without ttlResolution 0 a fake clock (and a 1 s TTL) sees expired entries for a while (docs/platform-notes.md).
       ttlResolution: 0,
       ...(options.now ? { perf: { now: options.now } } : {}),
     });

@@ -1,5 +1,5 @@
 /**
- * DNS metrics (DESIGN §6: DNS lookup latency). `zone` is a DNSBL/DNSWL zone
+ * DNS metrics (docs/design.md §6: DNS lookup latency). `zone` is a DNSBL/DNSWL zone
  * from the policy or `rdns` for PTR and forward-confirmation lookups: a
  * closed, admin-written set, never the name asked (which holds the client's
  * address).

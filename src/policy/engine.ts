@@ -65,6 +65,8 @@ export interface VetReport {
 export class PolicyEngine {
   /** Whether this policy itself needs the client's FCrDNS name (rDNS weights, known senders by name): decided once per policy, not per connection. */
   readonly #policyNeedsName: boolean;
+  /** Whether the allowlist network is the rate group (the shipped /24 and /64): its key is then the one vet computes anyway. Decided per policy. */
+  readonly #networkIsGroup: boolean;
 
   constructor(
     readonly policy: Policy,
@@ -73,6 +75,8 @@ export class PolicyEngine {
   ) {
     this.#policyNeedsName =
       policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || ((policy.firstContact.enabled || policy.greylisting.enabled) && policy.knownSenders.rdnsSuffixes.length > 0);
+    const { network } = policy.allowlistCache;
+    this.#networkIsGroup = network.ipv4 === policy.rate.group.ipv4 && network.ipv6 === policy.rate.group.ipv6;
   }
 
   /**
@@ -172,9 +176,7 @@ export class PolicyEngine {
   #allowlistNetwork(ip: Ip, group: string): string | undefined {
     const network = this.policy.allowlistCache.network;
     if (!network.enabled) return undefined;
-    // The shipped policy counts rates by the same /24 and /64: one key, computed once.
-    const rate = this.policy.rate.group;
-    return network.ipv4 === rate.ipv4 && network.ipv6 === rate.ipv6 ? group : clientGroup(ip, network);
+    return this.#networkIsGroup ? group : clientGroup(ip, network);
   }
 
   #rdns(address: string, ip: Ip | undefined): MaybePromise<RdnsCheck> {

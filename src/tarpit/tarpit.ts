@@ -154,14 +154,12 @@ class PolicyObserver implements HoldObserver {
    */
   onSurvived(control: HoldControl): Reply {
     const profile = control.profile;
-    const { sender, recipients } = control.envelope;
-    const message = { sender: sender ?? '', recipients };
     const { engine } = this.vetted;
     // Not awaited: a shared store's write lands long before the retry, and the store never rejects (store.ts).
     // What it did goes in the log line, when known by then (a client that QUITs at once may beat a Redis reply).
-    if (profile.end.kind === 'allowlist' && this.clean) this.remember(engine.survived(this.policy, message));
+    if (profile.end.kind === 'allowlist' && this.clean) this.remember(engine.survived(this.policy, deferredMessage(control)));
     // Back too soon and deferred again with the same message, by whichever profile held it: its pause starts over.
-    else if (this.policy.returnedEarly) this.remember(engine.deferredAgain(this.policy, message));
+    else if (this.policy.returnedEarly) this.remember(engine.deferredAgain(this.policy, deferredMessage(control)));
     return survivorReply(profile);
   }
 
@@ -231,6 +229,12 @@ class PolicyObserver implements HoldObserver {
       'session',
     );
   }
+}
+
+/** The message a survivor is told 451 for: the envelope it sent. */
+function deferredMessage(control: HoldControl): { sender: string; recipients: readonly string[] } {
+  const { sender, recipients } = control.envelope;
+  return { sender: sender ?? '', recipients };
 }
 
 /**

@@ -104,7 +104,8 @@ async function serveProcess(args: ServeArgs, config: Config, worker?: number): P
     };
     const reload = () => {
       reloadConfig(args, config, logger);
-      proxy.policy.reload('sighup');
+      // Debounced with the directory watch: a save and this signal are one reload (PolicyStore.requestReload).
+      void proxy.policy.requestReload('sighup');
     };
     const finish = (code: number) => {
       process.off('SIGTERM', onTerm);

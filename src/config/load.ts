@@ -8,6 +8,7 @@ import { hostname as osHostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { ConfigError, ConfigErrors } from './config-error.js';
+import { isEmptyYaml } from './empty-file.js';
 import { parseEndpoint } from './endpoint.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
 import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath, deepFreeze } from './yaml-schema.js';
@@ -34,6 +35,8 @@ export function loadConfigFile(file: string, overrides: ConfigOverrides = {}): C
   } catch (err) {
     throw new ConfigErrors([new ConfigError(file, undefined, undefined, '', `cannot read: ${(err as Error).message}`)]);
   }
+  // A 0-byte file is a failed copy far more often than a wish for the defaults (issue 12); `{}` says the latter.
+  if (isEmptyYaml(text)) throw new ConfigErrors([new ConfigError(file, 1, 1, '', 'the file is empty (nothing but blanks or comments); write {} to run on the defaults')]);
   return loadConfigText(text, file, overrides);
 }
 

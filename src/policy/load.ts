@@ -9,11 +9,15 @@
  * fixes a broken reload in one pass.
  */
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath, deepFreeze } from '../config/yaml-schema.js';
+import { isEmptyYaml } from '../config/empty-file.js';
 import { withoutTrailingDot } from './dns/query-name.js';
-import { CidrListError, compileCidrList, parseCidrListText, type CidrList } from './lists/cidr-list.js';
+import { buildFromText, type ListJob, type ListNote, type ListOutcome } from './lists/cidr-build.js';
+import { cidrListFromData, compileCidrList, type CidrList } from './lists/cidr-list.js';
+import { compileListsOffThread } from './lists/compile-off-thread.js';
 import { AnswerRangeError, parseAnswerRange } from './lists/answer-range.js';
 import { PolicyError, PolicyErrors, policyWarning, type PolicyWarning } from './policy-error.js';
 import { KNOWN_SENDER_SUFFIXES, POLICY_SCHEMA, type RawPolicy, type RawProfile, type RawZone } from './schema.js';
@@ -49,6 +53,16 @@ export interface PolicyTextOptions {
   readonly readFile?: (path: string) => string;
 }
 
+/** Compiles list files, in order; the default moves them to a worker thread (compile-off-thread.ts). */
+export type ListCompiler = (jobs: readonly ListJob[]) => Promise<ListOutcome[]>;
+
+/**
+ * A 0-byte or comment-only policy.yaml is an editor's crash or a failed copy
+ * far more often than a wish for the defaults, and loading it would drop the
+ * allow and block lists (issue 12): refused like any invalid file.
+ */
+const EMPTY_POLICY = 'the file is empty (nothing but blanks or comments): a policy with no settings would drop every list, so it is refused';
+
 const validate = compileSchema(POLICY_SCHEMA);
 
 /** Loads `<dir>/policy.yaml` and its lists; throws PolicyErrors naming every mistake. */
@@ -64,10 +78,61 @@ export function loadPolicyDirWithWarnings(dir: string): LoadedPolicy {
   } catch (err) {
     throw new PolicyErrors([new PolicyError(file, undefined, undefined, '', `cannot read: ${readFailure(err)}`)]);
   }
+  refuseEmpty(text, file);
   return loadPolicyText(text, { dir, file });
 }
 
+/**
+ * loadPolicyDirWithWarnings for a running proxy: every file read without
+ * blocking and the lists compiled by `compileLists`, so no step holds the
+ * event loop for long whatever the lists' size. Same checks, same errors.
+ */
+export async function loadPolicyDirOffThread(dir: string, compileLists: ListCompiler = compileListsOffThread): Promise<LoadedPolicy> {
+  const file = join(dir, POLICY_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new PolicyErrors([new PolicyError(file, undefined, undefined, '', `cannot read: ${readFailure(err)}`)]);
+  }
+  refuseEmpty(text, file);
+  const loader = prepare(text, { dir, file });
+  const files = loader.listFiles();
+  const read = await Promise.all(
+    files.map((f) =>
+      readFile(f.absolute).then(
+        (bytes): { bytes: Uint8Array } | { failure: string } => ({ bytes }),
+        (err: unknown) => ({ failure: readFailure(err) }),
+      ),
+    ),
+  );
+  const jobs: ListJob[] = [];
+  for (const [i, r] of read.entries()) if ('bytes' in r) jobs.push({ bytes: r.bytes, source: files[i]?.shown ?? '', maxErrors: MAX_LIST_ERRORS });
+  const outcomes = await compileLists(jobs);
+  const reads = new Map<string, ListRead>();
+  let next = 0;
+  for (const [i, f] of files.entries()) {
+    const r = read[i];
+    if (r === undefined) continue;
+    if ('failure' in r) reads.set(f.key, { file: f, failure: r.failure });
+    else reads.set(f.key, { file: f, outcome: outcomes[next++] ?? { ok: false, errors: [{ line: 1, column: 1, kind: 'error', reason: 'not compiled' }] } });
+  }
+  return finish(loader, reads);
+}
+
 export function loadPolicyText(text: string, options: PolicyTextOptions): LoadedPolicy {
+  const loader = prepare(text, options);
+  const reads = new Map<string, ListRead>();
+  for (const f of loader.listFiles()) reads.set(f.key, readListSync(f, options.readFile));
+  return finish(loader, reads);
+}
+
+function refuseEmpty(text: string, file: string): void {
+  if (isEmptyYaml(text)) throw new PolicyErrors([new PolicyError(file, 1, 1, '', EMPTY_POLICY)]);
+}
+
+/** policy.yaml parsed and checked against the schema; the lists it names are read next, then finish() compiles. */
+function prepare(text: string, options: PolicyTextOptions): Loader {
   const file = options.file ?? join(options.dir, POLICY_FILE);
   const yaml = YamlFile.parse(text, file);
   if (yaml.value === undefined) throw new PolicyErrors(yaml.issues.map((l) => PolicyError.from(l)));
@@ -76,14 +141,46 @@ export function loadPolicyText(text: string, options: PolicyTextOptions): Loaded
   const loader = new Loader(yaml, raw, options, schemaErrors.map((e) => e.path.join('.')));
   loader.errors.push(...schemaErrors);
   loader.warnings.push(...yaml.warnings);
-  const compiled = loader.compile();
+  return loader;
+}
+
+function finish(loader: Loader, reads: ReadonlyMap<string, ListRead>): LoadedPolicy {
+  const compiled = loader.compile(reads);
   if (loader.errors.length > 0 || compiled === undefined) throw new PolicyErrors(sorted(loader.errors).map((l) => PolicyError.from(l)));
   return {
     policy: deepFreeze(compiled),
     warnings: Object.freeze(loader.warnings.map(policyWarning)),
-    files: Object.freeze([resolve(file), ...loader.files]),
+    files: Object.freeze([resolve(loader.file), ...loader.files]),
   };
 }
+
+/** A list file policy.yaml names: the key naming it, where, and the path messages show. */
+interface ListFile {
+  readonly key: string;
+  readonly namePath: YamlPath;
+  readonly absolute: string;
+  readonly shown: string;
+}
+
+/** A list file read and compiled, or why it could not be read. */
+type ListRead = { readonly file: ListFile; readonly failure: string } | { readonly file: ListFile; readonly outcome: ListOutcome };
+
+function readListSync(file: ListFile, readText: ((path: string) => string) | undefined): ListRead {
+  let text: string;
+  try {
+    text = (readText ?? ((p: string) => readFileSync(p, 'utf8')))(file.absolute);
+  } catch (err) {
+    return { file, failure: readFailure(err) };
+  }
+  return { file, outcome: buildFromText(text, file.shown, MAX_LIST_ERRORS) };
+}
+
+/** The keys that name list files, in the order they are compiled (and `files` lists them). */
+const LIST_KEYS: readonly YamlPath[] = [
+  ['lists', 'allow'],
+  ['lists', 'block'],
+  ['knownSenders', 'networks'],
+];
 
 function policyReason(e: ErrorObject, path: YamlPath): string | undefined {
   const last = path[path.length - 1];
@@ -108,17 +205,33 @@ class Loader {
     private readonly refused: readonly string[],
   ) {}
 
-  /** The Policy, or undefined when anything was wrong (the errors say what). */
-  compile(): Policy | undefined {
+  get file(): string {
+    return this.yaml.file;
+  }
+
+  /** The list files the policy names, where the schema accepted the key naming them. */
+  listFiles(): ListFile[] {
+    const found: ListFile[] = [];
+    for (const path of LIST_KEYS) {
+      const name = this.listFileName(path);
+      if (name === undefined || !this.clean(path)) continue;
+      const namePath = typeof this.get(path) === 'string' ? path : [...path, 'file'];
+      found.push({ key: path.join('.'), namePath, absolute: resolve(this.options.dir, name), shown: isAbsolute(name) ? name : join(this.options.dir, name) });
+    }
+    return found;
+  }
+
+  /** The Policy, or undefined when anything was wrong (the errors say what). `reads` holds every file listFiles() named. */
+  compile(reads: ReadonlyMap<string, ListRead>): Policy | undefined {
     this.checkThresholds();
     this.checkGreylisting();
     const profiles = this.compileProfiles();
     const firstContactProfile = this.profileRef(['firstContact', 'profile'], profiles);
     const tarpitProfile = this.profileRef(['tarpit', 'profile'], profiles);
     this.warnAboutProfiles(profiles, firstContactProfile);
-    const allow = this.compileList(['lists', 'allow'], this.listFileName(['lists', 'allow']));
-    const block = this.compileList(['lists', 'block'], this.listFileName(['lists', 'block']));
-    const knownNetworks = this.compileList(['knownSenders', 'networks'], this.listFileName(['knownSenders', 'networks']));
+    const allow = this.compileList(['lists', 'allow'], reads);
+    const block = this.compileList(['lists', 'block'], reads);
+    const knownNetworks = this.compileList(['knownSenders', 'networks'], reads);
     const dnsbl = this.compileZones('dnsbl');
     const dnswl = this.compileZones('dnswl');
     const known = this.compileKnownSenders();
@@ -319,40 +432,26 @@ class Loader {
     return typeof file === 'string' ? file : undefined;
   }
 
-  private compileList(path: YamlPath, name: string | undefined): CidrList | undefined {
+  private compileList(path: YamlPath, reads: ReadonlyMap<string, ListRead>): CidrList | undefined {
     if (!this.clean(path)) return undefined;
     const key = path.join('.');
-    if (name === undefined) return compileCidrList([], `${key} (none)`);
-    const namePath = typeof this.get(path) === 'string' ? path : [...path, 'file'];
-    const absolute = resolve(this.options.dir, name);
-    const shown = isAbsolute(name) ? name : join(this.options.dir, name);
-    let text: string;
-    try {
-      text = (this.options.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(absolute);
-    } catch (err) {
-      this.errors.push({ ...this.yaml.issue(namePath, `cannot read ${shown}: ${readFailure(err)}`), key });
+    const read = reads.get(key);
+    if (read === undefined) return compileCidrList([], `${key} (none)`);
+    const { file } = read;
+    if ('failure' in read) {
+      this.errors.push({ ...this.yaml.issue(file.namePath, `cannot read ${file.shown}: ${read.failure}`), key });
       return undefined;
     }
-    this.files.push(absolute);
-    const lines = text.split(/\r?\n/);
-    const at = (line: number, reason: string): Located => ({ file: shown, line, column: (lines[line - 1]?.search(/\S/) ?? 0) + 1, key, reason });
-    let list: CidrList;
-    try {
-      list = parseCidrListText(text, shown);
-    } catch (err) {
-      if (!(err instanceof CidrListError)) throw err;
-      this.errors.push(...listErrors(lines, shown).map((e) => at(e.line, e.reason)));
+    this.files.push(file.absolute);
+    const at = (n: ListNote): Located => ({ file: file.shown, line: n.line, column: n.column, key, reason: n.reason });
+    const { outcome } = read;
+    if (!outcome.ok) {
+      this.errors.push(...outcome.errors.map(at));
       return undefined;
     }
-    const seen = new Map<string, number>();
-    for (const entry of list.entries) {
-      if (entry.hostBitsSet) this.warnings.push(at(entry.line, `host bits set in ${entry.value}; matching the whole /${entry.prefix}`));
-      const canonical = `${entry.address}/${entry.prefix}`;
-      const first = seen.get(canonical);
-      if (first !== undefined) this.warnings.push(at(entry.line, `${entry.value} is already on line ${first}`));
-      else seen.set(canonical, entry.line);
-    }
-    return list;
+    // Host bits and duplicates were found by the compile, which sees every line once.
+    this.warnings.push(...outcome.warnings.map(at));
+    return cidrListFromData(outcome.data, file.shown, outcome.warnings);
   }
 
   private compileZones(key: 'dnsbl' | 'dnswl'): DnsZone[] | undefined {
@@ -424,27 +523,6 @@ function blockWeightDefault(): number {
 
 function knownDefault(key: 'trustedBelow'): number {
   return POLICY_SCHEMA.properties.knownSenders.properties[key].default;
-}
-
-/** Every bad line of a list that failed to compile, not just the first. */
-function listErrors(lines: readonly string[], source: string): { line: number; reason: string }[] {
-  const found: { line: number; reason: string }[] = [];
-  let more = 0;
-  lines.forEach((rawLine, i) => {
-    const hash = rawLine.indexOf('#');
-    const value = (hash === -1 ? rawLine : rawLine.slice(0, hash)).trim();
-    if (value === '') return;
-    try {
-      compileCidrList([{ value, line: i + 1 }], source);
-    } catch (err) {
-      if (!(err instanceof CidrListError)) throw err;
-      if (found.length < MAX_LIST_ERRORS) found.push({ line: err.line, reason: err.reason });
-      else more++;
-    }
-  });
-  const last = found[found.length - 1];
-  if (more > 0 && last) found.push({ line: last.line, reason: `and ${more} more bad lines after this one; is this a list of addresses?` });
-  return found;
 }
 
 const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;

@@ -96,3 +96,22 @@ test('state.store: memory by default, a redis:// URL, or --store; anything else 
     (err: unknown) => err instanceof ConfigErrors && err.errors.map((e) => e.message).join() === 'command line: --store: must be memory or redis://HOST:PORT[/DB] (rediss:// for TLS)',
   );
 });
+
+test('an empty, blank or comment-only configuration file is refused at file:1:1 (issue 12); {} still means the defaults', async (t) => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const dir = mkdtempSync(path.join(tmpdir(), 'tarpit-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'smtp-tarpit.yaml');
+  for (const text of ['', ' \n\t\n', '# listen: "0.0.0.0:25"\n', '---\n']) {
+    writeFileSync(file, text);
+    assert.throws(
+      () => loadConfigFile(file),
+      (err: unknown) => err instanceof ConfigErrors && err.errors.length === 1 && err.errors[0]!.message.startsWith(`${file}:1:1: the file is empty`),
+      JSON.stringify(text),
+    );
+  }
+  writeFileSync(file, '{}\n');
+  assert.deepEqual(loadConfigFile(file).limits, defaultConfig().limits);
+});

@@ -370,3 +370,54 @@ test('firstContact\'s retry pause and allowlistCache.network: shipped values, an
   assert.match(errorsOf('firstContact:\n  minRetryDelay: -1\n')[0] ?? '', /firstContact\.minRetryDelay: /);
   assert.match(errorsOf('allowlistCache:\n  network: { ipv4: 33 }\n')[0] ?? '', /allowlistCache\.network\.ipv4: /);
 });
+
+test('a 0-byte, blank or comment-only policy.yaml is refused at policy.yaml:1:1, read on this thread or off it (issue 12)', async () => {
+  const { loadPolicyDirOffThread } = await import('../../src/policy/load.js');
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-empty-'));
+  try {
+    cpSync('policies', dir, { recursive: true });
+    for (const text of ['', '\n   \n', '# verdicts:\n#   tarpit: 3\n']) {
+      writeFileSync(join(dir, 'policy.yaml'), text);
+      const refused = (err: unknown) => err instanceof PolicyErrors && err.errors.length === 1 && err.errors[0]!.message.startsWith(`${join(dir, 'policy.yaml')}:1:1: the file is empty`);
+      assert.throws(() => loadPolicyDir(dir), refused, JSON.stringify(text));
+      await assert.rejects(loadPolicyDirOffThread(dir), refused, JSON.stringify(text));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('loading off the thread finds the same errors and warnings as loading on it', async () => {
+  const { loadPolicyDirOffThread } = await import('../../src/policy/load.js');
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-parity-'));
+  try {
+    cpSync('policies', dir, { recursive: true });
+    writeFileSync(join(dir, 'allow.cidr'), '# ok\n192.0.2.1/24\n192.0.2.1/24\n2001:db8::/32\n');
+    const sync = loadPolicyDirWithWarnings(dir);
+    const offThread = await loadPolicyDirOffThread(dir);
+    assert.deepEqual(offThread.warnings, sync.warnings);
+    assert.deepEqual(
+      sync.warnings.map((w) => [w.line, w.reason]),
+      [
+        [2, 'host bits set in 192.0.2.1/24; matching the whole /24'],
+        [3, 'host bits set in 192.0.2.1/24; matching the whole /24'],
+        [3, '192.0.2.1/24 is already on line 2'],
+      ],
+    );
+    assert.deepEqual(offThread.files, sync.files);
+    assert.equal(offThread.policy.lists.allow.match('192.0.2.200')?.line, 2);
+
+    writeFileSync(join(dir, 'block.cidr'), '10.0.0.0/8\n  not-an-address\n');
+    const messages = (err: unknown) => (err instanceof PolicyErrors ? err.errors.map((e) => e.message) : [String(err)]);
+    let syncErrors: string[] = [];
+    try {
+      loadPolicyDir(dir);
+    } catch (err) {
+      syncErrors = messages(err);
+    }
+    assert.deepEqual(syncErrors, [`${join(dir, 'block.cidr')}:2:3: lists.block: not an IP address: "not-an-address"`]);
+    await assert.rejects(loadPolicyDirOffThread(dir), (err: unknown) => (assert.deepEqual(messages(err), syncErrors), true));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

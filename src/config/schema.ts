@@ -34,6 +34,8 @@ export const CONFIG_SCHEMA = {
       properties: {
         maxConnections: { type: 'integer', minimum: 1, default: 5000, description: 'Client connections open at once; past it new clients get 421. Each relayed client also uses a backend socket.' },
         maxConnectionsPerClient: { type: 'integer', minimum: 1, default: 20, description: 'Connections open at once from one client address (like Postfix smtpd_client_connection_count_limit).' },
+        maxConnectionsPerAllowedClient: { type: 'integer', minimum: 1, default: 50, description: 'Connections open at once from one address on the allow list: a partner relay opens many in parallel. Postfix exempts mynetworks from smtpd_client_connection_count_limit (50).' },
+        cleanReserve: { type: 'number', minimum: 0, maximum: 0.5, default: 0.1, description: 'Fraction of maxConnections kept for clients the policy relays (allow list, allowlist cache, known senders, clean verdicts): a client the policy would hold or refuse is told 421 once the open connections reach maxConnections minus this share, so a flood of suspicious clients never takes the last slots.' },
         maxMessageSize: { type: 'integer', minimum: 1024, default: 10240000, description: 'Bytes; advertised as SIZE; larger messages get 552 (Postfix message_size_limit default).' },
         maxLineLength: { type: 'integer', minimum: 512, maximum: 65536, default: 4096, description: 'Longest command line in bytes; RFC 5321 §4.5.3.1.4 asks for 512, extensions need more. Longer lines get 421 and a close.' },
         maxRecipients: { type: 'integer', minimum: 100, default: 100, description: 'Recipients per message; RFC 5321 §4.5.3.1.8 requires at least 100. More get 452 4.5.3.' },
@@ -200,6 +202,9 @@ export interface Config {
   readonly limits: {
     readonly maxConnections: number;
     readonly maxConnectionsPerClient: number;
+    readonly maxConnectionsPerAllowedClient: number;
+    /** Fraction of maxConnections only clients the policy relays may use. */
+    readonly cleanReserve: number;
     /** @default 10240000 bytes */
     readonly maxMessageSize: number;
     readonly maxLineLength: number;

@@ -4,6 +4,7 @@
  * labels from closed sets only (stage, result, reason, command), never addresses.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { TallyCounter } from './tally-counter.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'smtp_tarpit_' });
@@ -16,7 +17,8 @@ for (const name of ['handles', 'requests', 'resources']) registry.removeSingleMe
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 const SESSION_BUCKETS = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800];
 
-export const connectionsTotal = new Counter({
+/** A TallyCounter: every refused connection of a flood counts here (src/smtp/front.ts). */
+export const connectionsTotal = new TallyCounter({
   name: 'smtp_tarpit_connections_total',
   help: 'Client connections accepted by the front door, by what happened to them at connect (accepted, or refused at a cap).',
   labelNames: ['result'] as const,
@@ -101,9 +103,9 @@ export const handlerErrorsTotal = new Counter({
   registers: [registry],
 });
 
-export const limitHitsTotal = new Counter({
+export const limitHitsTotal = new TallyCounter({
   name: 'smtp_tarpit_limit_hits_total',
-  help: 'Times a resource limit refused something, by limit (connections, per_client, message_size, line_length, bare_line_ending, pool_wait).',
+  help: 'Times a resource limit refused something, by limit (connections, per_client, reserve, message_size, line_length, bare_line_ending, pool_wait, backend_group, session_time, data_rate).',
   labelNames: ['limit'] as const,
   registers: [registry],
 });

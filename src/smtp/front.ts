@@ -15,6 +15,7 @@ import { replyError, type ErrorCode, type SmtpReplyError } from '../core/errors.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../metrics/logger.js';
 import { connectionsTotal, limitHitsTotal, sessionsActive, tarpitRefusedTotal } from '../metrics/registry.js';
+import type { Tally } from '../metrics/tally-counter.js';
 import type { CidrList } from '../policy/lists/cidr-list.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { PolicyStore } from '../policy/policy-store.js';
@@ -23,8 +24,9 @@ import { HoldCaps, type HoldCap } from '../tarpit/caps.js';
 import type { Trap } from '../trap/trap.js';
 import { handOver } from './hand-over.js';
 import { watchHangup } from './session.js';
-import { ConnectionLimits } from './limits.js';
+import { ConnectionLimits, type CapRefusal } from './limits.js';
 import { readProxyHeader } from './proxy-header.js';
+import { RefusalLog, type RefusalReason } from './refusal-log.js';
 
 export interface FrontDeps {
   readonly config: Config;
@@ -67,6 +69,8 @@ interface Admitted {
   capped: boolean;
   /** Its standing with the policy, once vetted: its rate slot is given back at close. */
   policy: SessionPolicy | undefined;
+  /** Its places in the caps were given back (at a refusal, before its socket closed). */
+  released: boolean;
 }
 
 /**
@@ -83,10 +87,41 @@ const SLOT_SAFETY_MS = 1000;
 /** A reset from the client must never reach the process as an unhandled 'error'. */
 function ignoreError(): void {}
 
+/** A refused socket's 'finish' (its reply is with the kernel): close it, whether or not the client ever reads. */
+function destroySelf(this: Socket): void {
+  this.destroy();
+}
+
+/** Milliseconds a refused socket may take to hand its reply to the kernel before it is destroyed anyway. */
+const REFUSAL_WRITE_DEADLINE_MS = 1000;
+
+/** Each cap's refusal: the reply, the counters (tallies: no label lookup per refusal) and the log's reason. */
+interface CapRefusalKind {
+  readonly code: ErrorCode;
+  readonly result: Tally;
+  readonly limit: Tally;
+  readonly reason: RefusalReason;
+}
+
+const CAP_REFUSALS: Record<CapRefusal, CapRefusalKind> = {
+  connections: { code: 'TARPIT_ERR_TOO_MANY_CONNECTIONS', result: connectionsTotal.tally({ result: 'refused_cap' }), limit: limitHitsTotal.tally({ limit: 'connections' }), reason: 'connections' },
+  per_client: { code: 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', result: connectionsTotal.tally({ result: 'refused_per_client' }), limit: limitHitsTotal.tally({ limit: 'per_client' }), reason: 'per_client' },
+  reserve: { code: 'TARPIT_ERR_TOO_MANY_CONNECTIONS', result: connectionsTotal.tally({ result: 'refused_reserve' }), limit: limitHitsTotal.tally({ limit: 'reserve' }), reason: 'reserve' },
+};
+
 export class Front {
   private readonly server: Server;
   private readonly limits: ConnectionLimits;
   private readonly holdCaps: HoldCaps;
+  private readonly refusals: RefusalLog;
+  /**
+   * Refused sockets whose reply was not with the kernel at once, destroyed by
+   * one sweep instead of a timer each: those noted since the last sweep are
+   * destroyed by the next, so each gets between one and two intervals.
+   */
+  private lingering = new Set<Socket>();
+  private lingered = new Set<Socket>();
+  private readonly lingerSweep: NodeJS.Timeout;
   /** Every socket we accepted and have not seen close, by the id smtp-server's session will carry. */
   private readonly sockets = new Map<string, Socket>();
   private closing = false;
@@ -97,8 +132,10 @@ export class Front {
   private idSeq = 0;
 
   constructor(private readonly deps: FrontDeps) {
-    this.limits = new ConnectionLimits(deps.config.limits.maxConnections, deps.config.limits.maxConnectionsPerClient);
+    this.limits = new ConnectionLimits(deps.config.limits, (address) => deps.policy.current.policy.lists.allow.has(address));
     this.holdCaps = new HoldCaps(deps.config.tarpit);
+    this.refusals = new RefusalLog(deps.logger);
+    this.lingerSweep = setInterval(() => this.sweepLingering(), REFUSAL_WRITE_DEADLINE_MS).unref();
     // pauseOnConnect: nothing is read until smtp-server (or the PROXY reader) wants it.
     this.server = createServer({ pauseOnConnect: true, noDelay: true }, deps.trap.guard('connect', (socket: Socket) => this.accept(socket)));
     this.server.on('error', deps.trap.guard('server', (err: Error) => deps.logger.error({ err }, 'listener error')));
@@ -128,26 +165,46 @@ export class Front {
     });
   }
 
-  private async accept(socket: FrontSocket): Promise<void> {
+  /**
+   * A new socket: the caps that need no more than its address are applied
+   * here, synchronously and before anything is allocated for it, so that a
+   * flood of refusals costs a few comparisons each (issue 12).
+   */
+  private accept(socket: FrontSocket): Promise<void> | undefined {
     socket.on('error', ignoreError);
-    if (this.closing) return this.refuse(socket, 'TARPIT_ERR_SHUTTING_DOWN', 'shutting_down');
-    const overTotal = this.limits.admit();
-    if (overTotal !== undefined) {
-      limitHitsTotal.inc({ limit: overTotal });
-      return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_CONNECTIONS', 'refused_cap');
+    if (this.closing) {
+      this.refuse(socket, 'TARPIT_ERR_SHUTTING_DOWN', 'shutting_down');
+      this.noteRefusal(socket.remoteAddress ?? '', 'shutting_down');
+      return undefined;
     }
+    const overTotal = this.limits.admit();
+    if (overTotal !== undefined) return this.refuseAtCap(socket, socket.remoteAddress ?? '', overTotal);
+    const peer = socket.remoteAddress ?? '';
+    const proxied = this.deps.trustedProxies.has(peer);
+    if (!proxied) {
+      const overClient = this.limits.admitClient(peer);
+      if (overClient !== undefined) {
+        this.limits.release();
+        return this.refuseAtCap(socket, peer, overClient);
+      }
+    }
+    return this.admit(socket, peer, proxied);
+  }
+
+  /** A socket inside the caps: tracked, its real client read from a PROXY header if any, then vetted. */
+  private async admit(socket: FrontSocket, peer: string, proxied: boolean): Promise<void> {
     const id = `${this.idPrefix}${(++this.idSeq).toString(36)}`;
     this.sockets.set(id, socket);
     sessionsActive.inc({ state: 'vetting' });
     // Filled in as the socket passes each gate; read when it closes.
     // Every field in the literal: added later, they would live in a separate property array.
-    const admitted: Admitted = { id, state: 'vetting', client: undefined, capped: false, policy: undefined };
+    const admitted: Admitted = { id, state: 'vetting', client: proxied ? undefined : peer, capped: false, policy: undefined, released: false };
     socket[kAdmitted] = admitted;
     socket.on('close', this.onSocketClose);
 
-    let remoteAddress = socket.remoteAddress ?? '';
+    let remoteAddress = peer;
     let remotePort = socket.remotePort ?? 0;
-    if (this.deps.trustedProxies.has(remoteAddress)) {
+    if (proxied) {
       try {
         const header = await readProxyHeader(socket, { timeoutMs: this.deps.config.proxyProtocol.timeout * 1000 });
         if (header.kind === 'proxied') {
@@ -160,13 +217,14 @@ export class Front {
         socket.destroy();
         return;
       }
+      const overClient = this.limits.admitClient(remoteAddress);
+      if (overClient !== undefined) {
+        this.release(admitted);
+        this.refuseAtCap(socket, remoteAddress, overClient);
+        return;
+      }
+      admitted.client = remoteAddress;
     }
-    const overClient = this.limits.admitClient(remoteAddress);
-    if (overClient !== undefined) {
-      limitHitsTotal.inc({ limit: overClient });
-      return this.refuse(socket, 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', 'refused_per_client');
-    }
-    admitted.client = remoteAddress;
 
     // The client waits for its banner while the connect-stage checks run (at
     // most the slowest DNS zone's timeout); its socket stays paused meanwhile.
@@ -186,11 +244,17 @@ export class Front {
     const action = policy.actionAt('connect');
     if (action.kind === 'refuse') return this.refuseVetted(socket, vetted, action.error, 'refused_policy');
     if (policy.held || policy.verdict !== 'pass') {
+      // The last slots are for clients we relay: one we would hold is refused there, before any banner.
+      const reserve = this.limits.roomForUnrelayed();
+      if (reserve !== undefined) {
+        CAP_REFUSALS.reserve.limit.inc();
+        return this.refuseVetted(socket, vetted, replyError(CAP_REFUSALS.reserve.code), 'refused_reserve', 'reserve');
+      }
       // Past a tarpit cap a client we would hold is refused before any banner; clean clients never get here.
       const cap = this.holdCaps.admit(remoteAddress);
       if (cap !== undefined) {
         tarpitRefusedTotal.inc({ cap });
-        return this.refuseVetted(socket, vetted, replyError('TARPIT_ERR_TARPIT_FULL'), 'refused_tarpit_full', cap);
+        return this.refuseVetted(socket, vetted, replyError('TARPIT_ERR_TARPIT_FULL'), 'refused_tarpit_full', `tarpit_${cap}`, cap);
       }
       admitted.capped = true;
       // Held, or rejected at a later stage: served by the tarpit, which never relays.
@@ -208,18 +272,30 @@ export class Front {
 
   /** A socket's 'close': everything it held in our accounting is given back. */
   private closed(admitted: Admitted): void {
-    const { id, client } = admitted;
-    this.sockets.delete(id);
-    this.deps.vetted.delete(id);
-    this.limits.release();
-    if (client !== undefined) this.limits.releaseClient(client);
-    if (admitted.capped && client !== undefined) this.holdCaps.release(client);
+    this.sockets.delete(admitted.id);
+    this.deps.vetted.delete(admitted.id);
+    this.release(admitted);
     // The path that served the session gives the slot back with its outcome, in one store write;
     // its close handler runs after this one. The hold always does (its onClose releases, whatever
     // finish did), so a held client costs no timer here; for any other session this is the safety
     // net for one no path finished, and it waits for them.
     const policy = admitted.policy;
     if (policy !== undefined && admitted.state !== 'held') setTimeout(() => policy.release(), SLOT_SAFETY_MS).unref();
+  }
+
+  /**
+   * Gives back a connection's places in the caps, once: at its close, or at
+   * once when it is refused, so a client that never reads its refusal holds
+   * no slot meanwhile (issue 12: refused sockets kept theirs for 5 s).
+   */
+  private release(admitted: Admitted): void {
+    if (admitted.released) return;
+    admitted.released = true;
+    const client = admitted.client;
+    this.limits.release();
+    if (client !== undefined) this.limits.releaseClient(client);
+    if (admitted.capped && client !== undefined) this.holdCaps.release(client);
+    admitted.capped = false;
     sessionsActive.dec({ state: admitted.state });
   }
 
@@ -230,10 +306,19 @@ export class Front {
     sessionsActive.inc({ state });
   }
 
-  /** A vetted session refused at connect: neither smtp-server nor the hold sees it, so its one log line (docs/design.md §6) is written here. */
-  private refuseVetted(socket: Socket, vetted: Vetted, error: SmtpReplyError, result: string, cap?: HoldCap): void {
+  /**
+   * A vetted session refused at connect: neither smtp-server nor the hold
+   * sees it, so its one log line (docs/design.md §6) is written here. A
+   * refusal at a cap (`reason`) is logged once per address and window
+   * (RefusalLog); a policy refusal is the session's verdict, always logged.
+   */
+  private refuseVetted(socket: FrontSocket, vetted: Vetted, error: SmtpReplyError, result: string, reason?: RefusalReason, cap?: HoldCap): void {
     // A policy refusal is the client's doing and counts against its network; a full tarpit is ours.
     vetted.engine.finish(vetted.policy, result === 'refused_policy' ? 'bad' : 'neutral');
+    const admitted = socket[kAdmitted];
+    if (admitted !== undefined) this.release(admitted);
+    this.refuse(socket, error, result);
+    if (reason !== undefined && !this.refusals.note(vetted.remoteAddress, reason)) return;
     this.deps.logger.info(
       {
         session: vetted.id,
@@ -241,13 +326,27 @@ export class Front {
         port: vetted.remotePort,
         ...vetted.policy.summary(),
         path: 'refused',
+        ...(reason === undefined ? {} : { refused: reason }),
         ...(cap === undefined ? {} : { cap }),
         lastStage: 'connect',
         reply: error.reply.code,
       },
       'session',
     );
-    this.refuse(socket, error, result);
+  }
+
+  /** A refusal at a cap before vetting: counted, answered, logged once per address and window. */
+  private refuseAtCap(socket: Socket, client: string, cap: CapRefusal): undefined {
+    const kind = CAP_REFUSALS[cap];
+    kind.limit.inc();
+    kind.result.inc();
+    this.send(socket, refusalWire(kind.code));
+    this.noteRefusal(client, kind.reason);
+    return undefined;
+  }
+
+  private noteRefusal(client: string, reason: RefusalReason): void {
+    if (this.refusals.note(client, reason)) this.deps.logger.info({ client, refused: reason }, 'connection refused');
   }
 
   /**
@@ -288,9 +387,28 @@ export class Front {
   /** Answers at once, before any banner, and closes (RFC 5321 §3.1 allows 421 or 554 instead of 220). */
   private refuse(socket: Socket, reply: ErrorCode | SmtpReplyError, result: string): void {
     connectionsTotal.inc({ result });
-    socket.end(typeof reply === 'string' ? refusalWire(reply) : reply.toWire());
-    // A client that never reads must not keep the socket: the reply is a few bytes.
-    setTimeout(() => socket.destroy(), 5000).unref();
+    this.send(socket, typeof reply === 'string' ? refusalWire(reply) : reply.toWire());
+  }
+
+  /**
+   * Writes a refusal and closes as soon as the kernel has it: a client that
+   * never reads must not keep the socket. The reply is a few bytes, so on a
+   * fresh connection the write completes at once; one that did not is
+   * destroyed by the next sweep. A client that sent before the banner has
+   * unread bytes, so the close becomes a reset and it may lose the reply:
+   * it had not waited for the greeting either.
+   */
+  private send(socket: Socket, wire: string): void {
+    socket.on('finish', destroySelf);
+    socket.end(wire);
+    if (!socket.destroyed && socket.writableLength > 0) this.lingering.add(socket);
+  }
+
+  /** Refused sockets still unwritten after a sweep interval: their deadline passed. */
+  private sweepLingering(): void {
+    for (const socket of this.lingered) socket.destroy();
+    this.lingered.clear();
+    [this.lingered, this.lingering] = [this.lingering, this.lingered];
   }
 
   /**
@@ -301,6 +419,8 @@ export class Front {
    */
   async close(graceSeconds: number): Promise<void> {
     this.closing = true;
+    clearInterval(this.lingerSweep);
+    this.refusals.close();
     const listenerClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const deadline = Date.now() + graceSeconds * 1000;
     const shutdownReply = replyError('TARPIT_ERR_SHUTTING_DOWN').toWire();

@@ -104,7 +104,7 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
   const r = raw as unknown as Omit<Config, 'listen' | 'backend' | 'metrics' | 'hostname' | 'source'> & {
     listen: string;
     hostname?: string;
-    backend: Omit<Config['backend'], 'address' | 'heloName'> & { address: string; heloName?: string };
+    backend: Omit<Config['backend'], 'address' | 'heloName' | 'maxPerGroup'> & { address: string; heloName?: string; maxPerGroup?: number };
     metrics: { listen: string | null };
   };
   const errors: ConfigError[] = [];
@@ -125,7 +125,13 @@ function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
     hostname,
     listen: endpoint('listen', r.listen),
     policies: resolve(base, r.policies),
-    backend: { ...r.backend, address: endpoint('backend.address', r.backend.address), heloName: r.backend.heloName ?? hostname },
+    backend: {
+      ...r.backend,
+      address: endpoint('backend.address', r.backend.address),
+      heloName: r.backend.heloName ?? hostname,
+      // A share, not a number: it has to follow poolSize. A tenth lets the five networks of issue 12's attack hold half the pool at most.
+      maxPerGroup: r.backend.maxPerGroup ?? Math.max(1, Math.floor(r.backend.poolSize / 10)),
+    },
     metrics: { listen: r.metrics.listen === null ? null : endpoint('metrics.listen', r.metrics.listen) },
   };
   if ((config.tls.key === undefined) !== (config.tls.cert === undefined)) {

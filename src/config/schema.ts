@@ -40,6 +40,9 @@ export const CONFIG_SCHEMA = {
         maxLineLength: { type: 'integer', minimum: 512, maximum: 65536, default: 4096, description: 'Longest command line in bytes; RFC 5321 §4.5.3.1.4 asks for 512, extensions need more. Longer lines get 421 and a close.' },
         maxRecipients: { type: 'integer', minimum: 100, default: 100, description: 'Recipients per message; RFC 5321 §4.5.3.1.8 requires at least 100. More get 452 4.5.3.' },
         idleTimeout: { ...SECONDS, default: 300, description: 'Seconds a client may stay silent; RFC 5321 §4.5.3.2.7 asks servers to wait at least 5 minutes.' },
+        sessionTimeout: { ...SECONDS, default: 600, description: 'Seconds a relay session may last in all, from its connect-stage checks: the idle timeout measures only silence, so a client trickling a byte now and then would stay forever. Past it the client gets 421 4.4.2 (451 4.4.2 when a reply or a message is in flight; the backend never gets the final dot) and is closed. Held clients are bounded by their profile\'s maxHold instead.' },
+        minDataRate: { type: 'number', minimum: 0, default: 500, description: 'Bytes per second a message body must average, after dataGrace seconds free, or the client gets 451 4.4.2 and is closed (the backend never gets the final dot). Postfix\'s smtpd_min_data_rate default; RFC 5321 §4.5.3.2 allows a server to require progress. 0 turns it off.' },
+        dataGrace: { ...SECONDS, default: 10, description: 'Seconds after the 354 before minDataRate applies; bytes sent in them count.' },
       },
     },
     tarpit: {
@@ -51,8 +54,8 @@ export const CONFIG_SCHEMA = {
         maxHeld: { type: 'integer', minimum: 1, default: 4000, description: 'Clients held at once. Must be below limits.maxConnections, which counts held clients too, so clean clients always find room. Each held client is one open socket: raise both with the open-file limit (ulimit -n) in mind; one process holds about 19,000 at a limit of 20,000.' },
         maxHeldPerClient: { type: 'integer', minimum: 1, default: 50, description: 'Clients held at once from one address.' },
         maxHeldPerGroup: { type: 'integer', minimum: 1, default: 200, description: 'Clients held at once from one network (see groupIpv4, groupIpv6), so one botnet subnet cannot fill the tarpit.' },
-        groupIpv4: { type: 'integer', minimum: 0, maximum: 32, default: 24, description: 'Prefix length of an IPv4 client\'s network for maxHeldPerGroup (24: a /24).' },
-        groupIpv6: { type: 'integer', minimum: 0, maximum: 128, default: 64, description: 'Prefix length of an IPv6 client\'s network for maxHeldPerGroup (64: one site or host usually owns a whole /64).' },
+        groupIpv4: { type: 'integer', minimum: 0, maximum: 32, default: 24, description: 'Prefix length of an IPv4 client\'s network for maxHeldPerGroup and backend.maxPerGroup (24: a /24).' },
+        groupIpv6: { type: 'integer', minimum: 0, maximum: 128, default: 64, description: 'Prefix length of an IPv6 client\'s network for maxHeldPerGroup and backend.maxPerGroup (64: one site or host usually owns a whole /64).' },
         memoryBudget: { type: 'integer', minimum: 0, default: 0, description: 'Bytes of process resident memory (RSS, sampled at most once a second) above which nothing new is held; 0 turns it off.' },
       },
     },
@@ -86,6 +89,7 @@ export const CONFIG_SCHEMA = {
         warm: { type: 'integer', minimum: 0, default: 4, description: 'Connected, greeted, EHLO\'d spares kept ready so a client does not wait for them.' },
         idleTimeout: { ...SECONDS, default: 60, description: 'Seconds before an unused spare is closed and replaced; keep it under the backend\'s idle timeout (Postfix smtpd_timeout, 300).' },
         acquireTimeout: { ...SECONDS, default: 15, description: 'Seconds a client waits for a backend connection when all are busy; then 451 4.4.5.' },
+        maxPerGroup: { type: 'integer', minimum: 1, description: 'Backend connections one client network (tarpit.groupIpv4, groupIpv6: a /24, a /64) may hold at once, waiting ones included; past it the session gets 451 4.4.5 at MAIL at once instead of waiting, so a few networks cannot take the pool from everyone else. Allow-listed clients are exempt. Default: 10 % of poolSize (5 of 50), at least 1.' },
         timeouts: {
           type: 'object',
           additionalProperties: false,
@@ -211,6 +215,12 @@ export interface Config {
     readonly maxRecipients: number;
     /** seconds */
     readonly idleTimeout: number;
+    /** seconds, from the connect-stage checks to the close */
+    readonly sessionTimeout: number;
+    /** bytes per second a message body must average after dataGrace; 0 = off */
+    readonly minDataRate: number;
+    /** seconds */
+    readonly dataGrace: number;
   };
   readonly tarpit: {
     readonly maxHeld: number;
@@ -232,6 +242,8 @@ export interface Config {
     readonly warm: number;
     readonly idleTimeout: number;
     readonly acquireTimeout: number;
+    /** Backend connections one client network may hold; defaulted from poolSize by the loader. */
+    readonly maxPerGroup: number;
     readonly timeouts: {
       readonly connect: number;
       readonly greeting: number;

@@ -24,6 +24,15 @@ export const ERRORS = {
   TARPIT_ERR_BACKEND_LOST: { code: 451, enhanced: '4.4.2', text: 'Connection to mail system lost, please try again later' },
   // RFC 3463 X.4.5: mail system congestion (every pooled connection is busy).
   TARPIT_ERR_POOL_EXHAUSTED: { code: 451, enhanced: '4.4.5', text: 'Mail system busy, please try again later' },
+  // The same congestion, for one client network that already holds its share of the pool (backend.maxPerGroup):
+  // refused at once, so the rest of the pool stays free for other networks.
+  TARPIT_ERR_BACKEND_GROUP_BUSY: { code: 451, enhanced: '4.4.5', text: 'Too many sessions from your network, please try again later' },
+  // RFC 3463 X.4.2 (bad connection) for a session past limits.sessionTimeout: 421 when no reply is owed (RFC 5321 §4.2.2
+  // allows it at any time), 451 as the reply to a command in flight or to a message cut in mid-body.
+  TARPIT_ERR_SESSION_TIMEOUT: { code: 421, enhanced: '4.4.2', text: 'Session time limit reached, closing connection' },
+  TARPIT_ERR_SESSION_TIMEOUT_TRANSACTION: { code: 451, enhanced: '4.4.2', text: 'Session time limit reached, please try again later' },
+  // Message data arriving below limits.minDataRate after limits.dataGrace (RFC 5321 §4.5.3.2 lets a server require progress).
+  TARPIT_ERR_DATA_TOO_SLOW: { code: 451, enhanced: '4.4.2', text: 'Message data too slow, please try again later' },
   // RFC 3463 X.3.5: system incorrectly configured (backend refuses XCLIENT; relaying
   // without it would hide the client's address and open the backend as a relay).
   TARPIT_ERR_BACKEND_NO_XCLIENT: { code: 451, enhanced: '4.3.5', text: 'Mail system not configured to accept mail, please try again later' },
@@ -50,6 +59,10 @@ export const ERRORS = {
   TARPIT_ERR_POLICY_DROP: { code: 421, enhanced: '4.7.1', text: 'Connection refused by policy' },
   // A tarpit survivor, now allowlisted, or a session the tarpit will not relay: retry later.
   TARPIT_ERR_POLICY_TEMPFAIL: { code: 451, enhanced: '4.7.1', text: 'Service temporarily unavailable, please try again later' },
+  // The client's connection closed (its FIN or reset, or our own close) before the command or the message was
+  // complete. Nobody hears this reply: it exists so that code and the trap can tell an outcome of the client's
+  // doing from a failure of ours by code (docs/design.md §4.6), and the backend never gets the partial message.
+  TARPIT_ERR_CLIENT_GONE: { code: 421, enhanced: '4.4.2', text: 'Connection closed before the transaction completed' },
   // Greylisting (issue 6): a first try of a (network, sender, recipient) triplet, or a retry too early or too late. Postgrey's words; real MTAs retry.
   TARPIT_ERR_GREYLISTED: { code: 451, enhanced: '4.7.1', text: 'Greylisted, please try again later' },
 } as const satisfies Record<string, ErrorSpec>;

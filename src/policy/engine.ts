@@ -286,6 +286,19 @@ export class PolicyEngine {
   }
 
   /**
+   * The relay path ended the session at a limit only a trickling client meets
+   * (limits.minDataRate, limits.sessionTimeout): a bot's way of holding a
+   * backend connection, so a tarpit signal. It weighs nothing here (the
+   * session is over); it names the reason in the session's log line, and the
+   * network learns of it through the `bad` outcome the relay path gives finish().
+   */
+  trickled(session: SessionPolicy, reason: string): void {
+    if (!session.once('trickle')) return;
+    record('trickle', true);
+    session.add({ check: 'trickle', weight: 0, class: 'protocol', reason });
+  }
+
+  /**
    * The session is over: its outcome goes into its network's reputation, once
    * (the relay path and the hold each end a session; a hand-over from the
    * hold to the relay path ends it once, on the relay path). Allow-listed

@@ -74,6 +74,8 @@ export class SessionPolicy {
   firstContact = false;
   /** The forward-confirmed client name for XCLIENT NAME (`[UNAVAILABLE]` when none). */
   clientName = '[UNAVAILABLE]';
+  /** performance.now() when the connect-stage checks began: a relay session's deadline (limits.sessionTimeout) counts from here, vetting included. */
+  readonly since = performance.now();
   private current: Verdict = 'pass';
   /** The client group's concurrency slot (the rate check), given back by `release`. */
   private slot: RateSlot | undefined;

@@ -34,6 +34,8 @@ export interface PoolOptions {
   idleTimeout: number;
   /** Seconds a session waits for a slot before TARPIT_ERR_POOL_EXHAUSTED. */
   acquireTimeout: number;
+  /** Connections one client group may hold, busy or waited for; past it acquire fails at once (TARPIT_ERR_BACKEND_GROUP_BUSY). Absent: no cap. */
+  maxPerGroup?: number;
   /** Seconds: backoff between failed attempts, doubled per failure up to maxDelay, with jitter. */
   reconnect: { minDelay: number; maxDelay: number };
 }
@@ -54,7 +56,14 @@ interface IdleEntry {
 
 interface Waiter {
   resolve(conn: BackendConnection): void;
-  reject(err: SmtpReplyError): void;
+  reject(err: Error): void;
+}
+
+export interface AcquireRequest {
+  /** The client's network (client-group.ts): counted against `maxPerGroup` until release. Absent: not counted (an allow-listed client). */
+  readonly group?: string | undefined;
+  /** Aborting gives up the wait (the session ended); the acquire rejects with the signal's reason. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export class BackendPool {
@@ -76,6 +85,10 @@ export class BackendPool {
   #downUntil = 0;
   #downError: SmtpReplyError | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
+  /** Connections held or waited for, per client group; a group is gone from the map at 0. */
+  readonly #groups = new Map<string, number>();
+  /** The group each busy connection counts for. */
+  readonly #groupOf = new Map<BackendConnection, string>();
 
   constructor(options: PoolOptions) {
     this.#options = { ...options, warm: Math.min(options.warm, options.size) };
@@ -89,9 +102,35 @@ export class BackendPool {
     this.#pump();
   }
 
-  /** A live connection for one client session; give it back with release(). */
-  async acquire(): Promise<BackendConnection> {
+  /**
+   * A live connection for one client session; give it back with release().
+   * A group at its share is refused at once rather than queued: waiting would
+   * only hand it the next free connection too, and other networks' clients
+   * would wait behind it.
+   */
+  async acquire(request: AcquireRequest = {}): Promise<BackendConnection> {
     if (this.#closed) throw replyError('TARPIT_ERR_SHUTTING_DOWN');
+    const { group, signal } = request;
+    if (signal?.aborted) throw abortReason(signal);
+    if (group === undefined) return this.#acquire(signal);
+    const held = this.#groups.get(group) ?? 0;
+    if (held >= (this.#options.maxPerGroup ?? Infinity)) {
+      limitHitsTotal.inc({ limit: 'backend_group' });
+      throw replyError('TARPIT_ERR_BACKEND_GROUP_BUSY');
+    }
+    this.#groups.set(group, held + 1);
+    let conn: BackendConnection;
+    try {
+      conn = await this.#acquire(signal);
+    } catch (err) {
+      this.#ungroup(group);
+      throw err;
+    }
+    this.#groupOf.set(conn, group);
+    return conn;
+  }
+
+  async #acquire(signal: AbortSignal | undefined): Promise<BackendConnection> {
     const started = performance.now();
     const observe = (): void => backendPoolWaitSeconds.observe((performance.now() - started) / 1000);
     const spare = this.#takeIdle();
@@ -106,15 +145,18 @@ export class BackendPool {
       throw this.#downError ?? replyError('TARPIT_ERR_BACKEND_UNAVAILABLE');
     }
     return new Promise<BackendConnection>((resolve, reject) => {
+      const settled = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        observe();
+      };
       const waiter: Waiter = {
         resolve: (conn) => {
-          clearTimeout(timer);
-          observe();
+          settled();
           resolve(conn);
         },
         reject: (err) => {
-          clearTimeout(timer);
-          observe();
+          settled();
           reject(err);
         },
       };
@@ -123,6 +165,11 @@ export class BackendPool {
         limitHitsTotal.inc({ limit: 'pool_wait' });
         waiter.reject(replyError('TARPIT_ERR_POOL_EXHAUSTED'));
       }, this.#options.acquireTimeout * 1000);
+      const onAbort = (): void => {
+        this.#dropWaiter(waiter);
+        waiter.reject(abortReason(signal!));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
       this.#pump();
     });
@@ -130,6 +177,11 @@ export class BackendPool {
 
   /** Ends a session's use of `conn`: it carried a client identity, so it is closed, never reused. */
   release(conn: BackendConnection): void {
+    const group = this.#groupOf.get(conn);
+    if (group !== undefined) {
+      this.#groupOf.delete(conn);
+      this.#ungroup(group);
+    }
     if (!this.#busy.delete(conn)) {
       conn.destroy();
       return;
@@ -346,6 +398,12 @@ export class BackendPool {
     return undefined;
   }
 
+  #ungroup(group: string): void {
+    const held = (this.#groups.get(group) ?? 1) - 1;
+    if (held > 0) this.#groups.set(group, held);
+    else this.#groups.delete(group);
+  }
+
   #dropWaiter(waiter: Waiter): void {
     const i = this.#waiters.indexOf(waiter);
     if (i !== -1) this.#waiters.splice(i, 1);
@@ -370,6 +428,12 @@ export class BackendPool {
     backendPoolConnections.set({ state: 'busy' }, this.#busy.size);
     backendPoolConnections.set({ state: 'connecting' }, this.#connecting);
   }
+}
+
+/** Why a wait was given up: the caller's reason when it is an Error, so a session's own reply reaches its client. */
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : replyError('TARPIT_ERR_SHUTTING_DOWN');
 }
 
 /**

@@ -16,9 +16,31 @@
  */
 import type { Socket } from 'node:net';
 import type { SMTPServer } from 'smtp-server';
+import { captureWireAddresses } from './envelope.js';
 
 interface ConnectionInternals {
   connectionReady?: (next?: () => void) => void;
+  send?: (code: number, data: string) => void;
+  close?: () => void;
+}
+
+/**
+ * What a session deadline (handlers.ts) needs of smtp-server's connection:
+ * its one write site `send` (which writes nothing during a TLS handshake and
+ * closes on 421) and `close` (which stops parsing, so no final dot is read
+ * after it). Writing on the raw socket instead would put cleartext into a TLS
+ * session.
+ */
+export interface ServerConnection {
+  send(code: number, data: string): void;
+  close(): void;
+}
+
+const connectionOf = new WeakMap<Socket, ServerConnection>();
+
+/** smtp-server's connection for a socket handed over, when the hand-over could find it. */
+export function serverConnection(socket: Socket): ServerConnection | undefined {
+  return connectionOf.get(socket);
 }
 
 export interface HandOverOptions {
@@ -46,7 +68,13 @@ export function handOver(server: SMTPServer, socket: Socket, options: HandOverOp
   } finally {
     delete (connections as { add?: unknown }).add;
   }
+  // The one place the connection can be reached: where the client's own address bytes are kept (src/smtp/envelope.ts).
+  if (created) captureWireAddresses(created);
   const ready = created?.connectionReady;
+  if (created && typeof created.send === 'function' && typeof created.close === 'function') {
+    const { send, close } = created;
+    connectionOf.set(socket, { send: (code, data) => send.call(created, code, data), close: () => close.call(created) });
+  }
   if (!created || typeof ready !== 'function') return false;
   created.connectionReady = () => undefined;
   ready.call(created);

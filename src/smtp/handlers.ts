@@ -16,9 +16,13 @@ import type { BackendPool } from '../relay/pool.js';
 import type { Trap } from '../trap/trap.js';
 import type { Stage } from '../core/stage.js';
 import { DataGuard } from './data-guard.js';
+import { mailParams, wireAddress } from './envelope.js';
+import { DataRateWatch } from './data-rate.js';
 import type { Vetted } from './front.js';
+import { serverConnection } from './hand-over.js';
 import { injectFault, injectFaultSync, type FaultPlan } from './faults.js';
-import { RelaySession } from './session.js';
+import { RelaySession, type SessionLimit } from './session.js';
+import { clientGroup } from '../state/client-group.js';
 import { recordSessionTiming } from '../tarpit/metrics.js';
 import { jittered, stageDelay } from '../tarpit/hold-clock.js';
 import { greylistDefers } from '../policy/checks/greylist.js';
@@ -48,7 +52,10 @@ function passThrough(reply: Reply): SmtpReplyError {
 
 /** A MAIL the backend has not heard yet: a greylisted session's sender waits for its first recipient that passes. */
 interface DeferredMail {
+  /** smtp-server's form, for the policy (greylisting's triplet). */
   readonly from: string;
+  /** As the client wrote it, for the backend (src/smtp/envelope.ts). */
+  readonly wire: string;
   readonly params: MailParams;
 }
 
@@ -91,7 +98,18 @@ export class RelayHandlers {
     if (!vetted) throw new Error(`session ${session.id} reached smtp-server without a verdict`);
     const rs = new RelaySession(vetted);
     this.sessions.set(session.id, rs);
+    this.armDeadline(rs);
     await injectFault(this.deps.faults, 'connect', { remoteAddress: session.remoteAddress });
+  }
+
+  /** limits.sessionTimeout, counted from the connect-stage checks: vetting and a greet wait count too. */
+  private armDeadline(rs: RelaySession): void {
+    const timeout = this.deps.config.limits.sessionTimeout;
+    const left = timeout * 1000 - (performance.now() - rs.policy.since);
+    const timer = setTimeout(() => this.expireGuarded(rs, 'session_time', sessionTimeReason(timeout)), Math.max(0, left));
+    // The socket keeps the process alive while the session lasts; the deadline need not.
+    timer.unref();
+    rs.stopDeadline = () => clearTimeout(timer);
   }
 
   private session(session: SMTPServerSession): RelaySession {
@@ -106,10 +124,19 @@ export class RelayHandlers {
     if (rs) rs.pending++;
     try {
       return await fn();
+    } catch (err) {
+      // A session a limit ended has had its last reply (expire): whatever the hook failed with since is that end's
+      // doing (its backend dropped, its body cut), not a fault of ours for the trap to count.
+      if (rs?.ending !== undefined) throw rs.ending;
+      throw err;
     } finally {
       if (rs) {
         rs.pending--;
         rs.clock.replied();
+        // After the hook's own reply, which smtp-server writes as soon as this promise settles.
+        if (rs.timeUpAfterReply && rs.pending === 0) {
+          setImmediate(() => this.expireGuarded(rs, 'session_time', sessionTimeReason(this.deps.config.limits.sessionTimeout)));
+        }
       }
     }
   }
@@ -122,18 +149,20 @@ export class RelayHandlers {
     // smtp-server has no HELO hook: the name is checked at the first MAIL.
     rs.vetted.engine.helo(rs.policy, session.hostNameAppearsAs);
     await this.policyGate(rs, 'mail');
-    rs.startMessage(address.address);
+    // The backend and the log get the client's own bytes: smtp-server turned A-labels into Unicode (src/smtp/envelope.ts).
+    const wire = wireAddress(address);
+    rs.startMessage(wire);
     this.deferredMail.delete(rs);
     // A client already rejected answers for it at a later stage (rejectAt):
     // the backend need not hear from it at all.
     if (rs.policy.verdict === 'reject') return;
-    const params = mailParams(address, session);
+    const params = mailParams(address);
     // Greylisting decides per recipient: the backend hears the sender with the first recipient that passes.
     if (rs.vetted.engine.greylistExempt(rs.policy) === undefined) {
-      this.deferredMail.set(rs, { from: address.address, params });
+      this.deferredMail.set(rs, { from: address.address, wire, params });
       return;
     }
-    await this.backendMail(rs, session, address.address, params);
+    await this.backendMail(rs, session, wire, params);
   }
 
   /** MAIL to the backend (taking the session's backend connection on first use); a refusal ends the message and is passed through. */
@@ -173,19 +202,20 @@ export class RelayHandlers {
       const outcome = decided instanceof Promise ? await decided : decided;
       if (outcome !== undefined && greylistDefers(outcome)) {
         const error = replyError('TARPIT_ERR_GREYLISTED');
-        rs.current?.rcpt.push({ address: address.address, reply: `${error.reply.code} ${replyText(error.reply)}` });
+        rs.current?.rcpt.push({ address: wireAddress(address), reply: `${error.reply.code} ${replyText(error.reply)}` });
         recipientsTotal.inc({ result: 'tempfailed' });
         throw error;
       }
       // Kept until the backend took it: a refused MAIL is refused again at the next recipient, never followed by a RCPT without one.
-      await this.backendMail(rs, session, deferred.from, deferred.params);
+      await this.backendMail(rs, session, deferred.wire, deferred.params);
       this.deferredMail.delete(rs);
     }
     const backend = rs.backend;
     if (!backend) throw replyError('TARPIT_ERR_BACKEND_LOST');
     const asked = performance.now();
-    const reply = await this.onBackend(rs, () => backend.rcptTo(address.address)).finally(() => rs.clock.backendSince(asked));
-    rs.current?.rcpt.push({ address: address.address, reply: `${reply.code} ${replyText(reply)}` });
+    const wire = wireAddress(address);
+    const reply = await this.onBackend(rs, () => backend.rcptTo(wire)).finally(() => rs.clock.backendSince(asked));
+    rs.current?.rcpt.push({ address: wire, reply: `${reply.code} ${replyText(reply)}` });
     recipientsTotal.inc({ result: replyClass(reply) });
     if (reply.code >= 500) {
       // A shared store answers later: the escalation must be in force for the client's next command.
@@ -206,14 +236,29 @@ export class RelayHandlers {
       maxBytes: this.deps.config.limits.maxMessageSize,
       bareLineEndings: this.deps.config.smtp.bareLineEndings,
     });
-    stream.on('error', (err) => guard.destroy(err));
+    // smtp-server fails or destroys this stream only when the connection closed before the final dot: the client
+    // hung up or reset, an outcome to log (its `hangup`), never a trapped error (docs/design.md §4.6). The typed
+    // error fails the body, so the relay drops the backend connection before the dot and the backend discards
+    // the partial message. Recorded at once: the session's log line may be written before the backend notices.
+    const gone = (cause?: unknown): void => {
+      if (guard.destroyed) return;
+      rs.finishMessage('aborted', 'none: the connection closed before the end of data', guard.bytes);
+      guard.destroy(replyError('TARPIT_ERR_CLIENT_GONE', cause === undefined ? undefined : { cause }));
+    };
+    stream.on('error', gone);
+    stream.once('close', () => {
+      if (!stream.readableEnded) gone();
+    });
     // The guard may fail before the relay listens (while DATA awaits its 354);
     // the relay reads `guard.errored` then, so the event itself needs no handler.
     guard.on('error', () => undefined);
     // smtp-server sent the 354 before calling us: from here the body is the client's turn, then the final reply the backend's.
     rs.clock.enter('body', true);
     stream.once('end', () => rs.clock.enter('relay'));
+    // Closed while the policy gate was awaited: with no error listener then, smtp-server destroyed it without an error.
+    if (stream.destroyed && !stream.readableEnded) gone(stream.errored ?? undefined);
     stream.pipe(guard);
+    this.watchBody(rs, stream, guard);
     let reply: Reply;
     const asked = performance.now();
     try {
@@ -224,6 +269,10 @@ export class RelayHandlers {
       if (err instanceof SmtpReplyError) {
         this.finishMessage(rs, err.reply, guard.bytes);
       }
+      // A client that left also costs the session its backend connection (close() releases it), which may fail
+      // the relay first: the cause is what the trap must see, not its effect.
+      const left = guard.errored;
+      if (left instanceof SmtpReplyError && left.code === 'TARPIT_ERR_CLIENT_GONE') throw left;
       throw err;
     } finally {
       rs.clock.backendSince(asked);
@@ -233,10 +282,94 @@ export class RelayHandlers {
     return replyText(reply);
   }
 
+  /**
+   * The DATA deadline (limits.minDataRate) of one body, and the session
+   * deadline's way to cut the body short: failing the guard makes the relay
+   * drop the backend connection before the final dot (data-guard.ts), so the
+   * backend discards the partial message.
+   */
+  private watchBody(rs: RelaySession, stream: Readable, guard: DataGuard): void {
+    const { minDataRate, dataGrace } = this.deps.config.limits;
+    const watch = new DataRateWatch({
+      minRate: minDataRate,
+      grace: dataGrace,
+      bytes: () => guard.bytes,
+      // A full guard waits on the backend, not on the client: that time is ours (and bounded by backend.timeouts.dataBlock).
+      stalled: () => guard.writableNeedDrain,
+      onSlow: (seconds, bytes) =>
+        this.expireGuarded(rs, 'data_rate', `message data at ${(bytes / seconds).toFixed(1)} B/s (${bytes} bytes in ${seconds.toFixed(1)} s), below limits.minDataRate (${minDataRate} B/s after ${dataGrace} s)`),
+    });
+    const done = (): void => {
+      watch.stop();
+      rs.cutBody = undefined;
+    };
+    stream.once('end', done);
+    stream.once('close', done);
+    rs.cutBody = (error) => {
+      done();
+      this.finishMessage(rs, error.reply, guard.bytes);
+      if (!guard.destroyed) guard.destroy(error);
+    };
+  }
+
+  /** expire() from a timer: a throw there would reach the process, so the trap gets it. */
+  private expireGuarded(rs: RelaySession, limit: SessionLimit, reason: string): void {
+    try {
+      this.expire(rs, limit, reason);
+    } catch (err) {
+      this.deps.trap.catch(rs.stage, err, { sessionId: rs.id });
+    }
+  }
+
+  /**
+   * Ends a session at a limit (issue 12: the idle timeout measures only
+   * silence, so a trickling client would keep its backend connection for
+   * ever). The client hears 421 4.4.2 when no reply is owed, else 451 (the
+   * reply to its command in flight, or to a message cut in mid-body), and the
+   * connection closes. The reply goes out through smtp-server's own write
+   * site, and its close() stops the parser, so no final dot is read after
+   * it; the reply a hook in flight gives later finds the socket ended and is
+   * not written. The backend connection is dropped (a body in flight: before
+   * its final dot) and a wait for one is given up.
+   */
+  private expire(rs: RelaySession, limit: SessionLimit, reason: string): void {
+    if (rs.ending !== undefined || this.sessions.get(rs.id) !== rs) return;
+    // The backend has the final dot: its reply decides the message, and cutting now could lose a 250 it gave.
+    // Bounded by backend.timeouts.dataDone; the session ends once the reply is out (track).
+    if (limit === 'session_time' && rs.stage === 'relay' && rs.pending > 0) {
+      rs.timeUpAfterReply = true;
+      return;
+    }
+    const owed = rs.pending > 0;
+    const error = replyError(limit === 'data_rate' ? 'TARPIT_ERR_DATA_TOO_SLOW' : owed ? 'TARPIT_ERR_SESSION_TIMEOUT_TRANSACTION' : 'TARPIT_ERR_SESSION_TIMEOUT');
+    rs.limit = limit;
+    rs.ending = error;
+    rs.stopDeadline?.();
+    limitHitsTotal.inc({ limit });
+    rs.vetted.engine.trickled(rs.policy, reason);
+    rs.cutBody?.(error);
+    if (owed) this.finishMessage(rs, error.reply);
+    rs.abort.abort(error);
+    this.releaseBackend(rs);
+    const socket = rs.socket;
+    const connection = socket && serverConnection(socket);
+    if (connection) {
+      connection.send(error.reply.code, replyText(error.reply));
+      connection.close();
+    } else if (socket) {
+      // smtp-server's connection was not found (hand-over.ts): the raw socket, which is what it writes to without TLS.
+      socket.end(error.toWire());
+      setTimeout(() => socket.destroy(), 1000).unref();
+    }
+  }
+
   private close(session: SMTPServerSession): void {
     const rs = this.sessions.get(session.id);
     if (!rs) return;
     this.sessions.delete(session.id);
+    rs.stopDeadline?.();
+    // A hook still waiting for a backend connection stops waiting: nobody is left to use it.
+    if (!rs.abort.signal.aborted) rs.abort.abort(replyError('TARPIT_ERR_CLIENT_GONE'));
     this.releaseBackend(rs);
     sessionDuration.observe(rs.elapsedSeconds());
     const stages = rs.clock.finish();
@@ -255,6 +388,7 @@ export class RelayHandlers {
         messages: rs.messages,
         lastStage: rs.stage,
         hangup,
+        limit: rs.limit,
         stages,
         duration: Number(rs.elapsedSeconds().toFixed(3)),
       },
@@ -270,6 +404,8 @@ export class RelayHandlers {
    */
   private outcome(rs: RelaySession, hungUp: boolean, held: boolean): SessionOutcome {
     if (this.delivered.has(rs)) return 'delivered';
+    // Cut off for trickling (the DATA rate, the session deadline): how bots pin backend connections.
+    if (rs.limit !== undefined) return 'bad';
     const verdict = rs.policy.verdict;
     if (verdict === 'reject' || verdict === 'drop' || (hungUp && held && verdict === 'tarpit')) return 'bad';
     return 'neutral';
@@ -310,7 +446,14 @@ export class RelayHandlers {
       }
       return backend;
     }
-    const backend = await this.deps.pool.acquire();
+    // Allow-listed clients are not counted: a partner relay may open many sessions at once.
+    const group = rs.policy.trusted ? undefined : clientGroup(rs.address, { ipv4: this.deps.config.tarpit.groupIpv4, ipv6: this.deps.config.tarpit.groupIpv6 });
+    const backend = await this.deps.pool.acquire({ group, signal: rs.abort.signal });
+    if (rs.ending !== undefined) {
+      // Ended while the connection was on its way to us.
+      this.deps.pool.release(backend);
+      throw rs.ending;
+    }
     rs.backend = backend;
     try {
       await backend.xclient({
@@ -362,15 +505,8 @@ function replyClass(reply: Reply): 'accepted' | 'tempfailed' | 'rejected' {
   return isPositive(reply) ? 'accepted' : reply.code >= 500 ? 'rejected' : 'tempfailed';
 }
 
-function mailParams(address: SMTPServerAddress, session: SMTPServerSession): MailParams {
-  const args = (address.args || {}) as Record<string, string | boolean>;
-  const size = typeof args.SIZE === 'string' ? Number(args.SIZE) : undefined;
-  const body = session.envelope.bodyType === '8bitmime' ? '8BITMIME' : session.envelope.bodyType === '7bit' ? '7BIT' : undefined;
-  return {
-    ...(size !== undefined && Number.isFinite(size) ? { size } : {}),
-    ...(body ? { body } : {}),
-    ...(session.envelope.smtpUtf8 ? { smtputf8: true } : {}),
-  };
+function sessionTimeReason(seconds: number): string {
+  return `session open longer than limits.sessionTimeout (${seconds} s)`;
 }
 
 function isSession(value: unknown): value is SMTPServerSession {

@@ -66,6 +66,7 @@ export class Proxy {
       warm: b.warm,
       idleTimeout: b.idleTimeout,
       acquireTimeout: b.acquireTimeout,
+      maxPerGroup: b.maxPerGroup,
       reconnect: b.reconnect,
     });
     // Throws the policy directory's errors (file:line:col) when it is invalid at start-up.

@@ -4,6 +4,7 @@
  * summarised in one JSON log line when the session ends (docs/design.md §6).
  */
 import type { Socket } from 'node:net';
+import type { SmtpReplyError } from '../core/errors.js';
 import type { Reply } from '../core/reply.js';
 import { replyText } from '../core/reply.js';
 import { STAGE_INDEX, STAGES, type Stage } from '../core/stage.js';
@@ -32,6 +33,11 @@ export interface MessageRecord {
  * session's Vetted (see watchHangup).
  */
 const hangupProbes = new WeakMap<Vetted, () => boolean>();
+/** The raw socket of each session handed to smtp-server, for ending it at a deadline (hand-over.ts serverConnection). */
+const socketsOf = new WeakMap<Vetted, Socket>();
+
+/** Limits that end a relay session before the client does (issue 12), as smtp_tarpit_limit_hits_total names them. */
+export type SessionLimit = 'session_time' | 'data_rate';
 
 /**
  * Tells a hang-up from a QUIT on the relay path. smtp-server has no QUIT hook
@@ -51,6 +57,7 @@ export function watchHangup(vetted: Vetted, socket: Socket): void {
   socket.prependOnceListener('end', settle);
   socket.prependOnceListener('close', settle);
   hangupProbes.set(vetted, () => hungUp === true);
+  socketsOf.set(vetted, socket);
 }
 
 /**
@@ -151,6 +158,17 @@ export class RelaySession {
   readonly id: string;
   readonly address: string;
   readonly port: number;
+  /** The limit that ended the session, once one did, and its reply: the last the client gets. */
+  limit: SessionLimit | undefined;
+  ending: SmtpReplyError | undefined;
+  /** The session deadline passed while the backend had the message's final dot: the session ends once that reply is out. */
+  timeUpAfterReply = false;
+  /** Given up once the session ended: a wait for a backend connection stops with it. */
+  readonly abort = new AbortController();
+  /** Cancels the session deadline. */
+  stopDeadline: (() => void) | undefined;
+  /** Stops the running message's DATA deadline and fails its body (set while a body streams). */
+  cutBody: ((error: SmtpReplyError) => void) | undefined;
 
   constructor(readonly vetted: Vetted) {
     const now = performance.now();
@@ -165,6 +183,11 @@ export class RelaySession {
   /** The stage the session is in: the last hook's, or `relay` after the body. */
   get stage(): Stage {
     return this.clock.current;
+  }
+
+  /** The socket smtp-server serves this session on (watchHangup); undefined when nothing watched it. */
+  get socket(): Socket | undefined {
+    return socketsOf.get(this.vetted);
   }
 
   /** The client closed without QUIT (watchHangup); false when nothing watched its socket. */

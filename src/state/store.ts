@@ -88,7 +88,7 @@ export interface ConnectState {
 export type SessionOutcome =
   /** A message was delivered (the backend said 250). */
   | 'delivered'
-  /** Refused or dropped by the policy, or hung up while held. */
+  /** Refused or dropped by the policy, hung up while held, or cut off for trickling (limits.minDataRate, limits.sessionTimeout). */
   | 'bad'
   /** Nothing to learn from (a clean session that sent nothing, a shutdown). */
   | 'neutral';

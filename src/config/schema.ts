@@ -89,7 +89,7 @@ export const CONFIG_SCHEMA = {
         warm: { type: 'integer', minimum: 0, default: 4, description: 'Connected, greeted, EHLO\'d spares kept ready so a client does not wait for them.' },
         idleTimeout: { ...SECONDS, default: 60, description: 'Seconds before an unused spare is closed and replaced; keep it under the backend\'s idle timeout (Postfix smtpd_timeout, 300).' },
         acquireTimeout: { ...SECONDS, default: 15, description: 'Seconds a client waits for a backend connection when all are busy; then 451 4.4.5.' },
-        maxPerGroup: { type: 'integer', minimum: 1, description: 'Backend connections one client network (tarpit.groupIpv4, groupIpv6: a /24, a /64) may hold at once, waiting ones included; past it the session gets 451 4.4.5 at MAIL at once instead of waiting, so a few networks cannot take the pool from everyone else. Allow-listed clients are exempt. Default: 10 % of poolSize (5 of 50), at least 1.' },
+        maxPerGroup: { type: 'integer', minimum: 1, description: 'Backend connections one client network (tarpit.groupIpv4, groupIpv6: a /24, a /64) may hold at once, waiting ones included, once half the pool is taken (below that a big sender\'s burst of parallel sessions costs nobody anything); past it the session gets 451 4.4.5 at MAIL at once instead of waiting, so a few networks cannot take the pool from everyone else. Allow-listed clients are exempt. Default: 10 % of poolSize (5 of 50), at least 1.' },
         timeouts: {
           type: 'object',
           additionalProperties: false,

@@ -34,7 +34,7 @@ export interface PoolOptions {
   idleTimeout: number;
   /** Seconds a session waits for a slot before TARPIT_ERR_POOL_EXHAUSTED. */
   acquireTimeout: number;
-  /** Connections one client group may hold, busy or waited for; past it acquire fails at once (TARPIT_ERR_BACKEND_GROUP_BUSY). Absent: no cap. */
+  /** Connections one client group may hold, busy or waited for, once half the pool is taken; past it acquire fails at once (TARPIT_ERR_BACKEND_GROUP_BUSY). Absent: no cap. */
   maxPerGroup?: number;
   /** Seconds: backoff between failed attempts, doubled per failure up to maxDelay, with jitter. */
   reconnect: { minDelay: number; maxDelay: number };
@@ -114,7 +114,7 @@ export class BackendPool {
     if (signal?.aborted) throw abortReason(signal);
     if (group === undefined) return this.#acquire(signal);
     const held = this.#groups.get(group) ?? 0;
-    if (held >= (this.#options.maxPerGroup ?? Infinity)) {
+    if (held >= (this.#options.maxPerGroup ?? Infinity) && this.#contended()) {
       limitHitsTotal.inc({ limit: 'backend_group' });
       throw replyError('TARPIT_ERR_BACKEND_GROUP_BUSY');
     }
@@ -128,6 +128,17 @@ export class BackendPool {
     }
     this.#groupOf.set(conn, group);
     return conn;
+  }
+
+  /**
+   * Whether half the pool is taken (busy, or waited for). Below that a
+   * network may go past its share: a big sender's burst of parallel sessions
+   * (Postfix opens up to 20 to one destination) costs nobody anything while
+   * connections are free, and is cut back to its share only when other
+   * networks' clients could be kept waiting.
+   */
+  #contended(): boolean {
+    return this.#busy.size + this.#waiters.length >= this.#options.size / 2;
   }
 
   async #acquire(signal: AbortSignal | undefined): Promise<BackendConnection> {

@@ -154,16 +154,17 @@ test('50 tricklers from 5 networks: cut off at the DATA-rate or session deadline
       const results = await bots;
       const inData = results.filter((r) => r.mail.code === 250);
       const refused = results.filter((r) => r.mail.code !== 250);
-      // Each network got its share and no more, at once.
-      assert.equal(inData.length, 25, `in DATA: ${inData.length}`);
+      // Until half the pool (25) was taken any network could take more than its share; from then on each was held to
+      // its 5: at most 25 then, plus 5 more for each network still below its share (10 hosts each, so at most two): 35.
+      assert.ok(inData.length >= 25 && inData.length <= 35, `in DATA: ${inData.length}`);
       for (const r of refused) assert.deepEqual([r.mail.code, r.mail.enhanced], [451, '4.4.5'], `${r.address} MAIL: ${r.mail.lines.join(' | ')}`);
       for (const r of inData) assert.deepEqual([r.last.code, r.last.enhanced], [451, '4.4.2'], `${r.address} in DATA: ${r.last.lines.join(' | ')}`);
       for (const r of refused) assert.deepEqual([r.last.code, r.last.enhanced], [421, '4.4.2'], `${r.address} after its 451: ${r.last.lines.join(' | ')}`);
 
       const after = await scrape(p.metricsPort);
-      assert.equal(delta(before, after, 'smtp_tarpit_limit_hits_total', { limit: 'data_rate' }), 25);
-      assert.equal(delta(before, after, 'smtp_tarpit_limit_hits_total', { limit: 'session_time' }), 25);
-      assert.equal(delta(before, after, 'smtp_tarpit_limit_hits_total', { limit: 'backend_group' }), 25);
+      assert.equal(delta(before, after, 'smtp_tarpit_limit_hits_total', { limit: 'data_rate' }), inData.length);
+      assert.equal(delta(before, after, 'smtp_tarpit_limit_hits_total', { limit: 'session_time' }), refused.length);
+      assert.equal(delta(before, after, 'smtp_tarpit_limit_hits_total', { limit: 'backend_group' }), refused.length);
       await checkLogs(p, inData, 'data_rate');
       await checkLogs(p, refused, 'session_time');
 

@@ -30,12 +30,12 @@ async function setup(t: TestContext): Promise<{ config: string; policies: string
   const policies = join(dir, 'policies');
   cpSync('policies', policies, { recursive: true });
   const policy = readFileSync(join(policies, 'policy.yaml'), 'utf8')
-    .replace(/^dnsbl: \[\].*$/m, `dnsbl:\n  - { zone: ${TEST_DNS.bl}, weight: 10, answers: ["127.0.0.2-127.0.0.11"], timeout: 1 }`)
-    .replace(/^dnswl: \[\].*$/m, `dnswl:\n  - { zone: ${TEST_DNS.wl}, weight: -5, timeout: 1 }`);
+    .replace(/^dnsbl: \[\].*$/m, `dnsbl:\n  - { zone: ${TEST_DNS.bl}, weight: 10, answers: ["127.0.0.2-127.0.0.11"], timeout: 5 }`)
+    .replace(/^dnswl: \[\].*$/m, `dnswl:\n  - { zone: ${TEST_DNS.wl}, weight: -5, timeout: 5 }`);
   writeFileSync(join(policies, 'policy.yaml'), policy);
   writeFileSync(join(policies, 'block.cidr'), '127.0.1.0/24\n');
   const config = join(dir, 'smtp-tarpit.yaml');
-  writeFileSync(config, `hostname: tarpit.test\npolicies: policies\ndns: { servers: ["${server.address}"], timeout: 1 }\n`);
+  writeFileSync(config, `hostname: tarpit.test\npolicies: policies\ndns: { servers: ["${server.address}"], timeout: 5 }\n`);
   return { config, policies };
 }
 

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,13 +28,38 @@ export interface ServeProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** A free loopback port (bound, read, released). */
+/**
+ * A port that is free now, for a child process to bind later. Not one the
+ * kernel hands out (port 0, outgoing connections): those come from the
+ * ephemeral range, and on a busy machine one of the suite's many connections
+ * took such a port between our release and the child's bind (EADDRINUSE).
+ * So a random port below that range, checked on every address.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  const [ephemeralLow] = ephemeralRange();
+  const low = Math.max(1024, ephemeralLow - 12_000);
+  for (;;) {
+    const port = low + Math.floor(Math.random() * (ephemeralLow - low));
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '0.0.0.0', () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+}
+
+/** The kernel's ephemeral port range (Linux), or its default. */
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low !== undefined && high !== undefined && low > 2048) return [low, high];
+  } catch {
+    // not Linux: the common default
+  }
+  return [32768, 60999];
 }
 
 /** Writes a configuration file (readable by everyone, so a dropped process can re-read it). */

@@ -18,6 +18,7 @@ import { scrape } from '../helpers/scrape.js';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { withProxy, sessionOf, type RunningProxy } from '../helpers/with-proxy.js';
+import { PATIENCE_MS } from '../helpers/wait-for.js';
 import { ROOT, freePort } from './serve-process.js';
 
 
@@ -38,7 +39,7 @@ function status(...args: string[]): Promise<Run> {
 
 /** Waits until the proxy's own gauges show what the test did (the front hands clients over asynchronously). */
 async function until(p: RunningProxy, what: string, ok: (s: Awaited<ReturnType<typeof scrape>>) => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + PATIENCE_MS;
   for (;;) {
     if (ok(await scrape(p.metricsPort))) return;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -181,7 +182,8 @@ test('a listener that accepts but never answers is given up after the timeout, w
   const port = (silent.address() as { port: number }).port;
   const started = Date.now();
   await assert.rejects(readStatus({ host: '127.0.0.1', port }, 300), /cannot reach the metrics listener at http:\/\/127\.0\.0\.1:\d+\/(metrics|readyz): no answer within 0\.3 s/);
-  assert.ok(Date.now() - started < 2000);
+  // The message names the 0.3 s that fired; this only rules out a wait for something much longer.
+  assert.ok(Date.now() - started < 10_000);
 });
 
 test('a failed policy reload shows as FAILED with its time; the next good one as ok again', async (t) => {

@@ -62,7 +62,7 @@ test('--workers 2: both workers serve, /metrics sums them, a killed worker is re
   t.after(() => backend.close());
   const port = await freePort();
   const metricsPort = await freePort();
-  const config = writeConfig({ listen: `127.0.0.1:${port}`, backend: { address: `127.0.0.1:${backend.port}`, warm: 2, poolSize: 10 }, metrics: { listen: `127.0.0.1:${metricsPort}` } });
+  const config = writeConfig({ listen: `127.0.0.1:${port}`, backend: { address: `127.0.0.1:${backend.port}`, warm: 2, poolSize: 10, maxPerGroup: 10 }, metrics: { listen: `127.0.0.1:${metricsPort}` } });
   const serve: ServeProcess = startServe(config, ['--workers', '2']);
   t.after(() => serve.kill('SIGKILL'));
 

@@ -29,7 +29,7 @@ function generation(dir: string, stamp: string, files: Record<string, string>): 
   return gen;
 }
 
-async function until(what: string, ok: () => boolean, timeoutMs = 5000): Promise<void> {
+async function until(what: string, ok: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!ok()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

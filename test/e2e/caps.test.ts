@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { SmtpClient } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { withProxy } from '../helpers/with-proxy.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 test('the per-client cap answers 421 4.7.0 to one address while another address is still served', async (t) => {
   const backend = await startBackend();
@@ -22,10 +23,19 @@ test('the per-client cap answers 421 4.7.0 to one address while another address 
     const b = await SmtpClient.open({ port: p.port, localAddress: '127.0.2.2' });
     await b.quit();
     await a1.quit();
-    // A closed connection frees its place.
-    await new Promise((r) => setTimeout(r, 50));
-    const a4 = await SmtpClient.open({ port: p.port, localAddress: '127.0.2.1' });
-    await Promise.all([a2.quit(), a4.quit()]);
+    // A closed connection frees its place, once the proxy has seen the close: a loaded machine may take
+    // a while, so a 421 meanwhile is retried rather than a fixed sleep raced.
+    let a4: SmtpClient | undefined;
+    await waitFor(
+      async () => {
+        const c = await SmtpClient.connect({ port: p.port, localAddress: '127.0.2.1' });
+        if ((await c.read()).code === 220) a4 = c;
+        else c.destroy();
+        return a4 !== undefined;
+      },
+      { everyMs: 50, what: 'a place for 127.0.2.1 after its first client left' },
+    );
+    await Promise.all([a2.quit(), a4!.quit()]);
   });
 });
 

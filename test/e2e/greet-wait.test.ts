@@ -14,7 +14,8 @@ import type { TestContext } from '../helpers/require-tool.js';
 import { scrape } from '../helpers/scrape.js';
 import { startBackend, type TestBackend } from '../helpers/smtp-backend.js';
 import { greet, wireBody } from '../helpers/smtp-client.js';
-import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { heldSeconds, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { PATIENCE_MS } from '../helpers/wait-for.js';
 
 const GREET_WAIT: TestPolicy = {
   policy: {
@@ -34,7 +35,7 @@ function linesOf(p: RunningProxy, client: string): Array<Record<string, unknown>
 }
 
 async function settle(p: RunningProxy, client: string, n: number): Promise<Array<Record<string, unknown>>> {
-  const deadline = Date.now() + 3000;
+  const deadline = Date.now() + PATIENCE_MS;
   while (linesOf(p, client).length < n) {
     if (Date.now() > deadline) throw new Error(`${linesOf(p, client).length} of ${n} session lines for ${client}: ${JSON.stringify(p.sessionLogs())}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -74,15 +75,17 @@ test('a silent first contact waits the banner delay, then is relayed in the same
     assert.equal(lines[0]?.path, undefined, 'the relay path wrote it, not the hold');
     // The greet wait is part of this session: held at connect, and in its duration.
     const stages = lines[0]?.stages as Record<string, { held: number; client: number }>;
-    assert.ok(stages.connect!.held >= 0.95 && stages.connect!.held < 2, `connect held ${JSON.stringify(stages)}`);
+    // Counted once: about what the client waited for its banner, never twice that (a stall on a
+    // loaded machine stretches both alike, so the bound scales with what was seen).
+    assert.ok(stages.connect!.held >= 0.95 && stages.connect!.held < 1.5 * first.seconds, `connect held ${JSON.stringify(stages)}, banner after ${first.seconds} s`);
     assert.ok((lines[0]?.duration as number) >= stages.connect!.held, `duration ${String(lines[0]?.duration)} counts the wait`);
 
     // Allowlisted: the next connection is greeted at once.
     const retry = await greet(p.port, address);
     assert.equal(retry.banner.code, 220);
-    assert.ok(retry.seconds < 0.5, `the next connection is greeted at once (${retry.seconds} s)`);
     await retry.client.quit();
     const after = await settle(p, address, 2);
+    assert.equal(heldSeconds(after[1]!), 0, `the next connection is greeted at once: ${JSON.stringify(after[1])}`);
     assert.ok((after[1]?.reasons as string[]).some((r) => r.startsWith('allowlist-cache')), JSON.stringify(after[1]));
   });
 });

@@ -23,7 +23,10 @@ import { SmtpClient } from '../helpers/smtp-client.js';
 import { sharedDnsServer, TEST_DNS } from '../helpers/dns-server.js';
 import { canRunPostfix, startPostfix } from '../helpers/postfix.js';
 import { requireTool } from '../helpers/require-tool.js';
-import { reasons, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { heldSeconds, reasons, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+
+/** dnsmasq answers every name these tests ask: a lookup timeout must never fire, even on a loaded machine. */
+const DNS_TIMEOUT = 5;
 
 const dns = sharedDnsServer();
 
@@ -77,7 +80,7 @@ test('ham first, with a real Postfix behind and the project\'s DNS server: known
   t.after(() => postfix.stop());
   const dir = mkdtempSync(join(tmpdir(), 'tarpit-ham-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const config = { policies: scaledPolicies(dir), dns: { servers: [server.address], timeout: 2 }, smtp: { reverseLookup: true } };
+  const config = { policies: scaledPolicies(dir), dns: { servers: [server.address], timeout: DNS_TIMEOUT }, smtp: { reverseLookup: true } };
 
   await withProxy({ backendPort: postfix.port, config }, async (p) => {
     const known = TEST_DNS.knownSender.address;
@@ -101,8 +104,10 @@ test('ham first, with a real Postfix behind and the project\'s DNS server: known
 
     // The known sender: relayed on its first connection, no hold, the rule named.
     assert.equal(knownSender.tries.length, 1);
-    assert.ok(knownSender.delivered !== undefined && knownSender.delivered < HOLD_STAGE, `no hold: ${seconds(knownSender)}`);
+    assert.ok(knownSender.delivered !== undefined, `delivered: ${seconds(knownSender)}`);
     const [knownLine] = linesOf(p, known);
+    // No hold, read from the log: a delivery through DNS and Postfix on a loaded machine can take longer than a hold stage.
+    assert.equal(heldSeconds(knownLine ?? {}), 0, `no hold: ${JSON.stringify(knownLine)}`);
     assert.equal(knownLine?.knownSender, 'knownSenders.rdnsSuffixes: google.com', JSON.stringify(knownLine));
     assert.equal(knownLine?.firstContact, false);
 
@@ -120,8 +125,8 @@ test('ham first, with a real Postfix behind and the project\'s DNS server: known
     // The pool: its neighbour's retry relayed at once, through the network's pass.
     assert.equal(pool.tries.length, 2);
     assert.ok(pool.delivered !== undefined);
-    assert.ok(pool.tries[1]!.seconds < HOLD_STAGE, `the neighbour met no hold: ${pool.tries[1]!.seconds.toFixed(1)} s`);
     const [neighbourLine] = linesOf(p, '127.0.62.2');
+    assert.equal(heldSeconds(neighbourLine ?? {}), 0, `the neighbour met no hold (${pool.tries[1]!.seconds.toFixed(1)} s): ${JSON.stringify(neighbourLine)}`);
     assert.equal(neighbourLine?.passed, 'network', JSON.stringify(neighbourLine));
     assert.ok(reasons(neighbourLine ?? {}).includes('allowlist-cache: its network passed a hold (allowlist cache, allowlistCache.network)'));
 
@@ -160,7 +165,7 @@ test('a client from loopback held for swaks\' defaults (no PTR, a bare HELO) is 
   const server = await dns.get();
   const dir = mkdtempSync(join(tmpdir(), 'tarpit-ham-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const config = { policies: scaledPolicies(dir), dns: { servers: [server.address], timeout: 2 } };
+  const config = { policies: scaledPolicies(dir), dns: { servers: [server.address], timeout: DNS_TIMEOUT } };
   const backend = await startBackend();
   t.after(() => backend.close());
   await withProxy({ backendPort: backend.port, config }, async (p) => {

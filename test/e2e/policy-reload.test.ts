@@ -24,7 +24,8 @@ const OPEN_SESSIONS = 200;
 const POLICY: PolicyYaml = {
   verdicts: { rejectAt: 'connect' },
   lists: { block: { file: 'block.cidr', weight: 8 } },
-  dnsbl: [{ zone: TEST_DNS.bl, weight: 8, answers: ['127.0.0.2-127.0.0.11'], timeout: 1 }],
+  // dnsmasq answers: a timeout must never fire, even on a loaded machine.
+  dnsbl: [{ zone: TEST_DNS.bl, weight: 8, answers: ['127.0.0.2-127.0.0.11'], timeout: 5 }],
 };
 /** The same policy with a typo an admin might make: `conect` is no stage. */
 function typo(): { text: string; line: number } {
@@ -37,7 +38,7 @@ function typo(): { text: string; line: number } {
 
 /** A new session's first reply from `address`: 220 (admitted) or 554 (refused by the policy). */
 async function probe(port: number, address: string): Promise<number> {
-  const client = await SmtpClient.connect({ port, localAddress: address, timeout: 3000 });
+  const client = await SmtpClient.connect({ port, localAddress: address, timeout: 15_000 });
   const first = await client.read();
   if (first.code === 220) await client.quit();
   else client.destroy();
@@ -67,7 +68,7 @@ test('reload under load: with 200 sessions open, valid changes apply to new sess
   const backend = await startBackend();
   t.after(() => backend.close());
   const dir = policyDir(t, { policy: POLICY });
-  const config = { policies: dir, dns: { servers: [dns.address], timeout: 1 }, backend: { poolSize: 20 } };
+  const config = { policies: dir, dns: { servers: [dns.address], timeout: 5 }, backend: { poolSize: 20 } };
   await withProxy({ backendPort: backend.port, config, metrics: true }, async (p) => {
     const before = await scrape(p.metricsPort);
     const delta = async (result: string) => (await scrape(p.metricsPort)).sum('smtp_tarpit_policy_reloads_total', { result }) - before.sum('smtp_tarpit_policy_reloads_total', { result });
@@ -85,9 +86,10 @@ test('reload under load: with 200 sessions open, valid changes apply to new sess
 
     // A valid change, picked up by the directory watch.
     writeFileSync(join(dir, 'block.cidr'), listText(['127.0.21.1']));
-    const applied = await until('the watch applies the new block list', 3000, async () => (await probe(p.port, '127.0.21.1')) === 554);
+    const applied = await until('the watch applies the new block list', 15_000, async () => (await probe(p.port, '127.0.21.1')) === 554);
     t.diagnostic(`watch reload took effect after ${applied.toFixed(3)} s`);
-    assert.ok(applied < 2, `within about a second (${applied} s)`);
+    // About a second on an idle machine (the figure above); the bound leaves a loaded one room.
+    assert.ok(applied < 10, `within seconds (${applied} s)`);
     assert.ok((await delta('ok')) >= 1);
 
     // An invalid change (a typo in policy.yaml, and a new block entry with it): the old policy stays whole.
@@ -96,7 +98,7 @@ test('reload under load: with 200 sessions open, valid changes apply to new sess
     writeFileSync(join(dir, '.policy.yaml.swp'), bad.text);
     renameSync(join(dir, '.policy.yaml.swp'), join(dir, 'policy.yaml'));
     writeFileSync(join(dir, 'block.cidr'), listText(['127.0.21.1', '127.0.21.3']));
-    await until('the watch reports the bad file', 3000, () => failedReloads(p).length > 0);
+    await until('the watch reports the bad file', 15_000, () => failedReloads(p).length > 0);
     const errors = (failedReloads(p)[0]!.errors as string[] | undefined) ?? [];
     const located = new RegExp(`${join(dir, 'policy.yaml').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:${bad.line}:\\d+: verdicts\\.rejectAt`);
     assert.ok(errors.some((e) => located.test(e)), `an error at policy.yaml:${bad.line}:col naming the key: ${JSON.stringify(errors)}`);
@@ -137,5 +139,35 @@ test('reload under load: with 200 sessions open, valid changes apply to new sess
     assert.equal(sent.size, OPEN_SESSIONS + 1);
     assert.equal(backend.messages.length, OPEN_SESSIONS + 1);
     assert.ok(backend.messages.some((m) => m.clientAddress === '127.0.21.1'), 'the session opened before its address was blocked kept its policy');
+  });
+});
+
+test('a 0-byte policy.yaml saved over a running proxy is refused (issue 12): an address on the old block list is still refused, and the error is logged at file:line and counted', async (t) => {
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  const blocked = '127.0.22.1';
+  const dir = policyDir(t, { policy: { verdicts: { rejectAt: 'connect' }, lists: { block: { file: 'block.cidr', weight: 8 } } }, block: [blocked] });
+  await withProxy({ backendPort: backend.port, config: { policies: dir }, metrics: true }, async (p) => {
+    const before = await scrape(p.metricsPort);
+    const errorsSince = async () => (await scrape(p.metricsPort)).sum('smtp_tarpit_policy_reloads_total', { result: 'error' }) - before.sum('smtp_tarpit_policy_reloads_total', { result: 'error' });
+    assert.equal(await probe(p.port, blocked), 554);
+    assert.equal(await probe(p.port, '127.0.22.2'), 220);
+    const empty = `${join(dir, 'policy.yaml')}:1:1: the file is empty`;
+
+    // An editor's crash or a failed cp: the watch sees the save and refuses it.
+    writeFileSync(join(dir, 'policy.yaml'), '');
+    await until('the watch reports the empty file', 15_000, () => failedReloads(p).length > 0);
+    const errors = (failedReloads(p)[0]!.errors as string[] | undefined) ?? [];
+    assert.ok(errors.some((e) => e.startsWith(empty)), JSON.stringify(errors));
+    assert.ok((await errorsSince()) >= 1);
+    assert.equal(await probe(p.port, blocked), 554, 'the old block list is still in force');
+
+    // Blanks only, through the entry point SIGHUP uses.
+    writeFileSync(join(dir, 'policy.yaml'), '  \n\n');
+    const refused = await p.proxy.policy.requestReload('sighup');
+    assert.equal(refused.ok, false);
+    if (!refused.ok) assert.ok(refused.errors.some((e) => e.startsWith(empty)), JSON.stringify(refused.errors));
+    assert.equal(await probe(p.port, blocked), 554, 'still in force');
+    assert.equal(await probe(p.port, '127.0.22.2'), 220);
   });
 });

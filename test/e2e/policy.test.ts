@@ -14,14 +14,19 @@ import { requireTool, type TestContext } from '../helpers/require-tool.js';
 import { scrape } from '../helpers/scrape.js';
 import { startBackend, type BackendBehaviour, type TestBackend } from '../helpers/smtp-backend.js';
 import { greet, SmtpClient, wireBody } from '../helpers/smtp-client.js';
-import { reasons, sessionOf, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { heldSeconds, reasons, sessionOf, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
 
 const dnsServer = sharedDnsServer();
 
+/**
+ * DNS timeouts, s: dnsmasq always answers these zones, so a timeout must never fire, even when
+ * a loaded machine is slow to schedule it or us.
+ */
+const DNS_TIMEOUT = 5;
 /** The test DNSBL, listing 127.0.0.2 (answer 127.0.0.2): weight 8 reaches the base policy's reject threshold. */
-const BL = { zone: TEST_DNS.bl, weight: 8, answers: ['127.0.0.2-127.0.0.11'], timeout: 1 };
+const BL = { zone: TEST_DNS.bl, weight: 8, answers: ['127.0.0.2-127.0.0.11'], timeout: DNS_TIMEOUT };
 /** The test DNSWL, listing 127.0.0.10 (answer 127.0.10.2). */
-const WL = { zone: TEST_DNS.wl, weight: -5, answers: ['127.0.10.0/24'], timeout: 1 };
+const WL = { zone: TEST_DNS.wl, weight: -5, answers: ['127.0.10.0/24'], timeout: DNS_TIMEOUT };
 
 interface Options {
   readonly backend?: BackendBehaviour;
@@ -35,7 +40,7 @@ async function withPolicy(t: TestContext, spec: TestPolicy, fn: (p: RunningProxy
   const dns = await dnsServer.get();
   const backend = await startBackend(options.backend);
   t.after(() => backend.close());
-  const config = { policies: policyDir(t, spec), dns: { servers: [dns.address], timeout: 1 }, ...options.config };
+  const config = { policies: policyDir(t, spec), dns: { servers: [dns.address], timeout: DNS_TIMEOUT }, ...options.config };
   await withProxy({ backendPort: backend.port, config, metrics: options.metrics ?? false }, (p) => fn(p, backend));
 }
 
@@ -144,14 +149,15 @@ test('an early talker under the first-contact hold is caught: pregreet evidence 
 });
 
 test('an early talker whose pregreet weighs a drop gets 421 instead of the banner and is closed', async (t) => {
-  const spec: TestPolicy = { policy: { firstContact: { enabled: true }, pregreet: 15, profiles: { 'first-contact': { delays: { banner: 2 } } } } };
+  // A banner wait far above the bound below: "at once" then holds on a loaded machine and still means it.
+  const spec: TestPolicy = { policy: { firstContact: { enabled: true }, pregreet: 15, profiles: { 'first-contact': { delays: { banner: 60 } } } } };
   await withPolicy(t, spec, async (p, backend) => {
     const client = await SmtpClient.connect({ port: p.port, localAddress: '127.0.6.2', timeout: 5000 });
     client.write('EHLO early.example\r\n');
     const reply = await timed(() => client.read());
     assert.equal(reply.value.code, 421, reply.value.lines.join(' | '));
     assert.match(reply.value.text, /sent data before its turn/);
-    assert.ok(reply.seconds < 1.5, `dropped at once, not after the 2 s banner wait (${reply.seconds} s)`);
+    assert.ok(reply.seconds < 15, `dropped at once, not after the 60 s banner wait (${reply.seconds} s)`);
     await client.waitClosed();
 
     const log = await sessionOf(p, '127.0.6.2');
@@ -180,7 +186,6 @@ test('first contact: a new client is held, sits it out, gets 451 4.7.1; its retr
 
     const retry = await greet(p.port, address);
     assert.equal(retry.banner.code, 220);
-    assert.ok(retry.seconds < 0.4, `the retry is greeted at once (${retry.seconds} s)`);
     assert.equal((await retry.client.command('EHLO new.example')).code, 250);
     const body = wireBody('Subject: the retry\n\nsecond try\n');
     const sent = await retry.client.send('a@new.example', ['b@dest.example'], body);
@@ -196,6 +201,7 @@ test('first contact: a new client is held, sits it out, gets 451 4.7.1; its retr
     assert.equal(firstLog.outcome, 'survived');
     const retryLog = await sessionOf(p, address, 2);
     assert.equal(retryLog.verdict, 'pass');
+    assert.equal(heldSeconds(retryLog), 0, 'the retry is greeted at once');
     assert.equal(retryLog.firstContact, false);
     assert.ok(reasons(retryLog).some((r) => r.startsWith('allowlist-cache')), JSON.stringify(retryLog.reasons));
   });
@@ -208,9 +214,8 @@ test('a client in the allow list relays unchanged with every check skipped, even
     policy: { firstContact: { enabled: true }, profiles: { 'first-contact': { delays: { banner: 0.6 } } } },
   };
   await withPolicy(t, spec, async (p, backend) => {
-    const { client, banner, seconds } = await greet(p.port, TEST_DNS.clean);
+    const { client, banner } = await greet(p.port, TEST_DNS.clean);
     assert.equal(banner.code, 220);
-    assert.ok(seconds < 0.4, `greeted at once (${seconds} s)`);
     const ehlo = await client.command('EHLO trusted.example');
     assert.ok(ehlo.lines.some((l) => l.endsWith('PIPELINING')), 'the relay path (smtp-server) answers');
     const text = 'Subject: trusted\r\n\r\n.leading dot\r\nÄÖÜ\r\n';
@@ -228,6 +233,7 @@ test('a client in the allow list relays unchanged with every check skipped, even
 
     const log = await sessionOf(p, TEST_DNS.clean);
     assert.equal(log.verdict, 'pass');
+    assert.equal(heldSeconds(log), 0, 'greeted at once');
     assert.equal(log.score, 0);
     assert.deepEqual(
       reasons(log).map((r) => r.split(':')[0]),
@@ -242,7 +248,6 @@ test('a DNSWL-listed client skips the first-contact hold; an unlisted one is hel
   await withPolicy(t, spec, async (p, backend) => {
     const listed = await greet(p.port, TEST_DNS.listed.allowlisted);
     assert.equal(listed.banner.code, 220);
-    assert.ok(listed.seconds < 0.4, `the DNSWL-listed client is greeted at once (${listed.seconds} s)`);
     assert.equal((await listed.client.command('EHLO wl.example')).code, 250);
     assert.equal((await listed.client.send('a@wl.example', ['b@dest.example'], MESSAGE)).end?.code, 250);
     await listed.client.quit();
@@ -254,13 +259,15 @@ test('a DNSWL-listed client skips the first-contact hold; an unlisted one is hel
 
     const log = await sessionOf(p, TEST_DNS.listed.allowlisted);
     assert.equal(log.verdict, 'pass');
+    assert.equal(heldSeconds(log), 0, 'the DNSWL-listed client is greeted at once');
     assert.equal(log.firstContact, false);
     assert.ok(reasons(log).some((r) => r.startsWith('dnswl -5')), JSON.stringify(log.reasons));
   });
 });
 
 test('a non-SMTP line in a hold weighing a drop gets 421 and the connection is closed', async (t) => {
-  const spec: TestPolicy = { policy: { firstContact: { enabled: true }, protocol: { nonSmtp: 15 }, profiles: { 'first-contact': { delays: { banner: 0.2, helo: 2 } } } } };
+  // A HELO-stage delay far above the bound below: "at once" then holds on a loaded machine and still means it.
+  const spec: TestPolicy = { policy: { firstContact: { enabled: true }, protocol: { nonSmtp: 15 }, profiles: { 'first-contact': { delays: { banner: 0.2, helo: 60 } } } } };
   await withPolicy(t, spec, async (p, backend) => {
     const { client, banner } = await greet(p.port, '127.0.8.1');
     assert.equal(banner.code, 220);
@@ -268,7 +275,7 @@ test('a non-SMTP line in a hold weighing a drop gets 421 and the connection is c
     assert.equal(reply.value.code, 421, reply.value.lines.join(' | '));
     assert.equal(reply.value.enhanced, '4.7.1');
     assert.match(reply.value.text, /violated the SMTP protocol/);
-    assert.ok(reply.seconds < 1.5, `at once (${reply.seconds} s)`);
+    assert.ok(reply.seconds < 15, `at once (${reply.seconds} s)`);
     await client.waitClosed();
 
     const log = await sessionOf(p, '127.0.8.1');
@@ -376,7 +383,8 @@ test('metrics after a few sessions: verdicts, checks, DNS lookup latency by zone
         const count = delta('smtp_tarpit_dns_lookup_seconds_count', { zone });
         const sum = delta('smtp_tarpit_dns_lookup_seconds_sum', { zone });
         assert.equal(count, 4, `${zone} lookups`);
-        assert.ok(sum > 0 && sum / count < 0.5, `${zone}: ${sum} s over ${count} loopback lookups`);
+        // In seconds: no lookup outlives its timeout, whatever the load.
+        assert.ok(sum > 0 && sum / count < DNS_TIMEOUT, `${zone}: ${sum} s over ${count} loopback lookups`);
       }
       assert.equal(delta('smtp_tarpit_dns_lookup_seconds_count', { zone: TEST_DNS.bl, result: 'answer' }), 1);
       assert.equal(delta('smtp_tarpit_dns_lookup_seconds_count', { zone: TEST_DNS.bl, result: 'nxdomain' }), 3);
@@ -385,7 +393,7 @@ test('metrics after a few sessions: verdicts, checks, DNS lookup latency by zone
       assert.equal(delta('smtp_tarpit_allowlist_cache_total', { result: 'miss' }), 4);
 
       // Every session is over: none is left counted as vetting, held or relaying.
-      const deadline = Date.now() + 2000;
+      const deadline = Date.now() + 15_000;
       for (;;) {
         const now = await scrape(p.metricsPort);
         const open = ['vetting', 'held', 'relaying'].map((state) => now.sum('smtp_tarpit_connections_active', { state }) - before.sum('smtp_tarpit_connections_active', { state }));

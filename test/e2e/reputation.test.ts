@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { policyDir } from '../helpers/policy-dir.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, greet, wireBody } from '../helpers/smtp-client.js';
-import { reasons, sessionOf, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
+import { heldSeconds, reasons, sessionOf, withProxy, type RunningProxy } from '../helpers/with-proxy.js';
 
 /** A held client (block list) that hangs up during the banner delay; resolves once its session is logged. */
 async function hangUp(p: RunningProxy, localAddress: string, nth: number): Promise<void> {
@@ -42,8 +42,10 @@ test('delivered sessions count good, hang-ups while held count bad; the weight c
     await hangUp(p, '127.0.50.1', 2);
     const even = await greet(p.port, '127.0.50.3');
     even.client.destroy();
-    assert.ok(even.seconds < 0.25, `2 bad, 2 delivered: no weight, no hold (${even.seconds} s)`);
-    assert.ok(!reasons(await sessionOf(p, '127.0.50.3', 1)).some((r) => r.startsWith('reputation')));
+    // Whether it was held is read from its log line: a stopwatch on a loaded machine cannot tell.
+    const evenLine = await sessionOf(p, '127.0.50.3', 1);
+    assert.equal(heldSeconds(evenLine), 0, `2 bad, 2 delivered: no weight, no hold (${JSON.stringify(evenLine)})`);
+    assert.ok(!reasons(evenLine).some((r) => r.startsWith('reputation')));
 
     await hangUp(p, '127.0.50.1', 3);
     const held = await greet(p.port, '127.0.50.3');
@@ -55,6 +57,6 @@ test('delivered sessions count good, hang-ups while held count bad; the weight c
     // Another network has its own history.
     const other = await greet(p.port, '127.0.51.3');
     other.client.destroy();
-    assert.ok(other.seconds < 0.25);
+    assert.equal(heldSeconds(await sessionOf(p, '127.0.51.3', 1)), 0);
   });
 });

@@ -19,20 +19,28 @@ import { sessionOf, withProxy } from '../helpers/with-proxy.js';
 
 type StageTimes = Record<string, { client: number; held: number; backend: number }>;
 
+/**
+ * Slack on top of a delay before a held time counts as wrong. A loaded machine
+ * fires timers late and so stretches every hold; the bounds only need to catch
+ * time charged to the wrong stage, and each delay they tell apart is far larger.
+ */
+const STALL = 5;
+
 test('a held client that hangs up while its MAIL reply is held: hangups_total{stage="mail"} +1, held_seconds observed, and the log line says so with stage times', async (t) => {
   const backend = await startBackend();
   t.after(() => backend.close());
   const policies = policyDir(t, {
     block: ['127.0.7.0/24'],
-    policy: { profiles: { tarpit: { delays: { banner: 0.2, helo: 0.1, mail: 2, rcpt: 0.1, data: 0.1 }, end: { reply: 554, text: '5.7.1 Held and refused' } } } },
+    // MAIL's wait is far longer than anything the test sees, so "until the hang-up, not the whole wait" is clear on any machine.
+    policy: { profiles: { tarpit: { delays: { banner: 0.2, helo: 0.1, mail: 60, rcpt: 0.1, data: 0.1 }, end: { reply: 554, text: '5.7.1 Held and refused' } } } },
   });
   await withProxy({ backendPort: backend.port, metrics: true, config: { policies } }, async (p) => {
     const before = await scrape(p.metricsPort);
-    const client = await SmtpClient.connect({ port: p.port, localAddress: '127.0.7.1', timeout: 3000 });
+    const client = await SmtpClient.connect({ port: p.port, localAddress: '127.0.7.1', timeout: 15_000 });
     assert.equal((await client.read()).code, 220);
     assert.equal((await client.command('EHLO bot.example')).code, 250);
     client.write('MAIL FROM:<bot@example.org>\r\n');
-    // Give up 0.3 s into the 2 s MAIL wait, as an impatient bot does.
+    // Give up 0.3 s into the 60 s MAIL wait, as an impatient bot does.
     await new Promise((r) => setTimeout(r, 300));
     client.destroy();
 
@@ -43,9 +51,9 @@ test('a held client that hangs up while its MAIL reply is held: hangups_total{st
     assert.equal(line.hangup, 'mail');
     const stages = line.stages as StageTimes;
     assert.ok(stages.connect && stages.helo && stages.mail, `stages connect, helo, mail in ${JSON.stringify(stages)}`);
-    assert.ok(stages.connect.held >= 0.18 && stages.connect.held < 0.5, `banner held 0.2 s: ${stages.connect.held}`);
-    assert.ok(stages.helo.held >= 0.08 && stages.helo.held < 0.4, `EHLO held 0.1 s: ${stages.helo.held}`);
-    assert.ok(stages.mail.held >= 0.25 && stages.mail.held < 1, `MAIL held until the hang-up (0.3 s), not the whole 2 s: ${stages.mail.held}`);
+    assert.ok(stages.connect.held >= 0.18 && stages.connect.held < 0.2 + STALL, `banner held 0.2 s: ${stages.connect.held}`);
+    assert.ok(stages.helo.held >= 0.08 && stages.helo.held < 0.1 + STALL, `EHLO held 0.1 s: ${stages.helo.held}`);
+    assert.ok(stages.mail.held >= 0.25 && stages.mail.held < 0.3 + STALL, `MAIL held until the hang-up (0.3 s), not the whole 60 s: ${stages.mail.held}`);
     assert.equal(stages.mail.backend, 0, 'a held session never talks to the backend');
     assert.equal(stages.rcpt, undefined, 'never reached RCPT');
     assert.equal(backend.messages.length, 0);
@@ -55,20 +63,21 @@ test('a held client that hangs up while its MAIL reply is held: hangups_total{st
     assert.equal(delta(before, after, 'smtp_tarpit_hangups_total', { stage: 'helo', verdict: 'tarpit' }), 0);
     assert.equal(delta(before, after, 'smtp_tarpit_held_seconds_count', { verdict: 'tarpit' }), 1);
     const held = delta(before, after, 'smtp_tarpit_held_seconds_sum', { verdict: 'tarpit' });
-    assert.ok(held >= 0.55 && held < 1.2, `held 0.2 + 0.1 + ~0.3 s in all: ${held}`);
+    assert.ok(held >= 0.55 && held < 0.6 + STALL, `held 0.2 + 0.1 + ~0.3 s in all: ${held}`);
     assert.equal(delta(before, after, 'smtp_tarpit_stage_duration_seconds_count', { stage: 'mail', verdict: 'tarpit' }), 1);
-    // 0.2 s of banner hold sits in the 0.5 s bucket, not the 0.1 s one.
+    // 0.2 s of banner hold is above the 0.1 s bucket (which bucket above depends on how late a busy machine fired it).
     assert.equal(delta(before, after, 'smtp_tarpit_stage_duration_seconds_bucket', { stage: 'connect', verdict: 'tarpit', le: '0.1' }), 0);
-    assert.equal(delta(before, after, 'smtp_tarpit_stage_duration_seconds_bucket', { stage: 'connect', verdict: 'tarpit', le: '0.5' }), 1);
+    assert.equal(delta(before, after, 'smtp_tarpit_stage_duration_seconds_bucket', { stage: 'connect', verdict: 'tarpit', le: '+Inf' }), 1);
   });
 });
 
 test('a relayed session logs client and backend seconds per stage and observes stage_duration_seconds for each stage it went through', async (t) => {
-  const backend = await startBackend({ dataDelayMs: 250 });
+  // The final reply's delay is long enough that RCPT's and the body's backend waits, bounded below it, cannot reach it on a loaded machine.
+  const backend = await startBackend({ dataDelayMs: 3000 });
   t.after(() => backend.close());
   await withProxy({ backendPort: backend.port, metrics: true }, async (p) => {
     const before = await scrape(p.metricsPort);
-    const client = await SmtpClient.open({ port: p.port, timeout: 3000 });
+    const client = await SmtpClient.open({ port: p.port, timeout: 15_000 });
     assert.equal((await client.command('EHLO mta.example')).code, 250);
     // The client's own pause after EHLO: connect-stage client time (smtp-server has no EHLO hook).
     await new Promise((r) => setTimeout(r, 150));
@@ -93,9 +102,9 @@ test('a relayed session logs client and backend seconds per stage and observes s
     assert.ok(stages.connect!.client >= 0.14, `the client's 0.15 s pause: ${stages.connect!.client}`);
     // MAIL's wait includes the XCLIENT hand-over; on loopback RCPT's may round to 0.000.
     assert.ok(stages.mail!.backend > 0, `MAIL waited on the backend: ${JSON.stringify(stages)}`);
-    assert.ok(stages.rcpt!.backend >= 0 && stages.rcpt!.backend < 0.2, `RCPT's backend wait: ${stages.rcpt!.backend}`);
-    assert.ok(stages.relay!.backend >= 0.23 && stages.relay!.backend < 1, `the backend's 0.25 s final reply: ${stages.relay!.backend}`);
-    assert.ok(stages.body!.backend < 0.2, `the backend's delay is not charged to the body: ${stages.body!.backend}`);
+    assert.ok(stages.rcpt!.backend >= 0 && stages.rcpt!.backend < 2.5, `RCPT's backend wait: ${stages.rcpt!.backend}`);
+    assert.ok(stages.relay!.backend >= 2.95 && stages.relay!.backend < 3 + STALL, `the backend's 3 s final reply: ${stages.relay!.backend}`);
+    assert.ok(stages.body!.backend < 2.5, `the backend's delay is not charged to the body: ${stages.body!.backend}`);
     assert.equal(stages.quit, undefined);
     assert.equal(backend.messages.length, 1);
 
@@ -104,7 +113,7 @@ test('a relayed session logs client and backend seconds per stage and observes s
       assert.equal(delta(before, after, 'smtp_tarpit_stage_duration_seconds_count', { stage, verdict: 'pass' }), 1, stage);
     }
     const relay = delta(before, after, 'smtp_tarpit_stage_duration_seconds_sum', { stage: 'relay', verdict: 'pass' });
-    assert.ok(relay >= 0.23, `relay stage took the backend's 0.25 s: ${relay}`);
+    assert.ok(relay >= 2.95, `relay stage took the backend's 3 s: ${relay}`);
     assert.equal(delta(before, after, 'smtp_tarpit_hangups_total', { verdict: 'pass' }), 0);
     assert.equal(delta(before, after, 'smtp_tarpit_held_seconds_count', { verdict: 'pass' }), 0);
   });
@@ -115,7 +124,7 @@ test('a relayed client that hangs up after RCPT, without QUIT: hangups_total{sta
   t.after(() => backend.close());
   await withProxy({ backendPort: backend.port, metrics: true }, async (p) => {
     const before = await scrape(p.metricsPort);
-    const client = await SmtpClient.open({ port: p.port, timeout: 3000 });
+    const client = await SmtpClient.open({ port: p.port, timeout: 15_000 });
     assert.equal((await client.command('EHLO mta.example')).code, 250);
     assert.equal((await client.command('MAIL FROM:<a@example.org>')).code, 250);
     assert.equal((await client.command('RCPT TO:<b@example.net>')).code, 250);

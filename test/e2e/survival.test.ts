@@ -10,6 +10,7 @@ import type { TestContext } from 'node:test';
 import { createInterface } from 'node:readline';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 async function metric(port: number, name: string, label = ''): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -41,7 +42,8 @@ test('a throw in a timer and client resets mid-DATA are trapped; the forked prox
   await timer.command('EHLO timer.example');
   await timer.command('MAIL FROM:<timer@fault.example>');
   await timer.quit();
-  await new Promise((r) => setTimeout(r, 100));
+  // The timer fires on its own schedule in the other process: wait for it rather than for a fixed time.
+  await waitFor(async () => (await metric(ports.metrics, 'smtp_tarpit_handler_errors_total', 'stage="process"')) >= 1, { everyMs: 50, what: 'the trapped timer throw' });
   assert.equal(await metric(ports.metrics, 'smtp_tarpit_handler_errors_total', 'stage="process"'), 1);
 
   for (let i = 0; i < 5; i++) {

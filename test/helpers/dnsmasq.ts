@@ -29,7 +29,7 @@ export interface DnsmasqOptions {
   readonly lines: readonly string[];
   /** Log every query to stderr (`log()`), for test failure messages. Off for benches: it costs dnsmasq CPU. */
   readonly logQueries?: boolean;
-  /** How long start-up may take before it counts as failed (default 5 s). */
+  /** How long start-up may take before it counts as failed (default 15 s: a loaded CI box is slow to start a process). */
   readonly readyTimeoutMs?: number;
 }
 
@@ -77,7 +77,7 @@ export async function startDnsmasq(options: DnsmasqOptions): Promise<Dnsmasq> {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     void exited.then(() => running.delete(child));
     try {
-      await waitReady(port, exited, options.readyTimeoutMs ?? 5000);
+      await waitReady(port, exited, options.readyTimeoutMs ?? 15_000);
       return {
         address: `127.0.0.1:${port}`,
         port,

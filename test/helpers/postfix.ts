@@ -256,7 +256,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
     configDir,
     scratchDir,
     readMailbox,
-    async waitForMessages(user, count, timeoutMs = 10_000) {
+    async waitForMessages(user, count, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const messages = await readMailbox(user);
@@ -270,7 +270,7 @@ export async function startPostfix(options: PostfixOptions = {}): Promise<Postfi
       }
     },
     log: () => readLog(logFile),
-    async waitForLog(regex, timeoutMs = 10_000) {
+    async waitForLog(regex, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const line = (await readLog(logFile)).split('\n').find((l) => {

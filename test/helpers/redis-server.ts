@@ -65,12 +65,13 @@ export async function startRedisServer(): Promise<RedisServer> {
         resolve();
       }),
     );
-    const deadline = Date.now() + 5000;
+    // Generous: a loaded CI box can take seconds to start a process.
+    const deadline = Date.now() + 15_000;
     while (!(await ping(wanted))) {
       if (gone) throw new Error(`redis-server exited on port ${wanted}: ${output}`);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`redis-server did not answer on port ${wanted} within 5 s: ${output}`);
+        throw new Error(`redis-server did not answer on port ${wanted} within 15 s: ${output}`);
       }
       await sleep(20);
     }

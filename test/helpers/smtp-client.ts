@@ -128,7 +128,7 @@ export class SmtpClient {
   }
 
   /** Resolves when the server closes the connection. */
-  async waitClosed(timeoutMs = 5000): Promise<void> {
+  async waitClosed(timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed) {
       if (Date.now() > deadline) throw new Error('connection still open');

@@ -11,6 +11,7 @@ import { createLogger } from '../../src/metrics/logger.js';
 import type { FaultPlan } from '../../src/smtp/faults.js';
 import { Proxy } from '../../src/smtp/proxy.js';
 import { stringify } from 'yaml';
+import { PATIENCE_MS } from './wait-for.js';
 
 export interface RunningProxy {
   readonly proxy: Proxy;
@@ -41,7 +42,9 @@ export function testConfig(options: ProxyTestOptions): Config {
     listen: '127.0.0.1:0',
     policies: RELAY_POLICIES,
     hostname: 'tarpit.test',
-    backend: { address: `127.0.0.1:${options.backendPort}`, poolSize: 10, warm: 2, acquireTimeout: 2, timeouts: { connect: 2, greeting: 5, command: 5, dataInit: 5, dataBlock: 5, dataDone: 10 }, reconnect: { minDelay: 0.05, maxDelay: 0.5 } },
+    // Timeouts no test here means to fire: generous, because a loaded CI box can stall the proxy for seconds.
+    // Every test client is on loopback, most in 127.0.0.0/24: the per-network share of the pool is off unless a test is about it.
+    backend: { address: `127.0.0.1:${options.backendPort}`, poolSize: 10, maxPerGroup: 10000, warm: 2, acquireTimeout: 10, timeouts: { connect: 10, greeting: 10, command: 10, dataInit: 10, dataBlock: 10, dataDone: 15 }, reconnect: { minDelay: 0.05, maxDelay: 0.5 } },
     smtp: { reverseLookup: false },
     metrics: { listen: options.metrics ? '127.0.0.1:0' : null },
     log: { level: 'info' },
@@ -70,7 +73,7 @@ export async function startProxy(options: ProxyTestOptions): Promise<RunningProx
     metricsPort: addresses.metrics?.port,
     logs,
     sessionLogs,
-    async waitSessions(n, timeoutMs = 5000) {
+    async waitSessions(n, timeoutMs = PATIENCE_MS) {
       const deadline = Date.now() + timeoutMs;
       while (sessionLogs().length < n) {
         if (Date.now() > deadline) throw new Error(`only ${sessionLogs().length} of ${n} session log lines`);
@@ -82,15 +85,27 @@ export async function startProxy(options: ProxyTestOptions): Promise<RunningProx
   };
 }
 
-/** The `nth` session log line for `client`, waiting up to 5 s for it. */
+/** The `nth` session log line for `client`, waiting up to PATIENCE_MS for it. */
 export async function sessionOf(p: RunningProxy, client: string, nth = 1): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 5000;
+  const deadline = Date.now() + PATIENCE_MS;
   for (;;) {
     const lines = p.sessionLogs().filter((l) => l.client === client);
     if (lines.length >= nth) return lines[nth - 1]!;
     if (Date.now() > deadline) throw new Error(`no session log line #${nth} for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Seconds the proxy held a session on purpose, from its log line: the hold's
+ * `held`, or the relay path's per-stage held time (a greet wait, an escalation).
+ * 0 means "greeted and answered at once" exactly, where a client's stopwatch on
+ * a loaded machine cannot tell 0.3 s of hold from 0.3 s of stall.
+ */
+export function heldSeconds(line: Record<string, unknown>): number {
+  if (typeof line.held === 'number') return line.held;
+  const stages = (line.stages ?? {}) as Record<string, { held?: number }>;
+  return Object.values(stages).reduce((sum, s) => sum + (s.held ?? 0), 0);
 }
 
 /** A session log line's policy reasons (none when the line has no `reasons`). */

@@ -33,10 +33,11 @@ async function engine(t: TestContext, rate: Record<string, unknown> = {}): Promi
   const dir = policyDir(t, {
     policy: {
       dnsbl: [
-        { zone: TEST_DNS.bl, weight: 6, answers: ['127.0.0.2-127.0.0.11'], timeout: 1 },
-        { zone: `${TEST_DNS.refused}.`, weight: 3, answers: [], timeout: 1 },
+        // dnsmasq answers all of these: generous timeouts, so a loaded machine never turns an answer into a timeout.
+        { zone: TEST_DNS.bl, weight: 6, answers: ['127.0.0.2-127.0.0.11'], timeout: 5 },
+        { zone: `${TEST_DNS.refused}.`, weight: 3, answers: [], timeout: 5 },
       ],
-      dnswl: [{ zone: TEST_DNS.wl, weight: -5, answers: ['127.0.10.0/24'], timeout: 1 }],
+      dnswl: [{ zone: TEST_DNS.wl, weight: -5, answers: ['127.0.10.0/24'], timeout: 5 }],
       rdns: { missing: 2, unconfirmed: 1 },
       firstContact: { enabled: true },
       rate,
@@ -45,7 +46,7 @@ async function engine(t: TestContext, rate: Record<string, unknown> = {}): Promi
     block: ['127.0.1.2', '2001:db8::/64'],
   });
   const state: PolicyState = {
-    dns: new DnsClient({ servers: [(await server.get()).address], timeout: 1 }),
+    dns: new DnsClient({ servers: [(await server.get()).address], timeout: 5 }),
     store: new MemoryStore({ allowlistCache: { ttl: 3600, maxEntries: 100 } }),
   };
   return { engine: new PolicyEngine(loadPolicyDir(dir), state, US), state };

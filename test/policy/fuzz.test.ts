@@ -174,7 +174,8 @@ test(`the policy loader either loads or reports located errors, for random and b
     if (problem !== undefined) {
       assert.fail(`case ${i} (${c.kind}, FUZZ_SEED=${SEED}): ${problem}\npolicy: ${JSON.stringify(c.policy)}\nlists: ${JSON.stringify(c.lists)}`);
     }
-    if (took > 1000) assert.fail(`case ${i} (${c.kind}, FUZZ_SEED=${SEED}) took ${took.toFixed(0)} ms\npolicy: ${JSON.stringify(c.policy)}`);
+    // Catches a pathological parse, not a loaded machine's GC pause or lost time slice.
+    if (took > 5000) assert.fail(`case ${i} (${c.kind}, FUZZ_SEED=${SEED}) took ${took.toFixed(0)} ms\npolicy: ${JSON.stringify(c.policy)}`);
   }
   // A fuzzer that never gets past the parser proves little.
   assert.ok(loaded > 200, `only ${loaded} of ${all.length} cases loaded: the mutations are too coarse to reach the semantic checks`);

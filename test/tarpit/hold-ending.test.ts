@@ -21,7 +21,7 @@ const LONG_GRACE = { endGrace: 60 };
 async function say(raw: Raw, line: string): Promise<string> {
   const from = raw.text.length;
   raw.write(`${line}\r\n`);
-  await until(() => /^\d{3} [^\r]*\r\n$/m.test(raw.text.slice(from)), 3000, `reply to ${line} (have ${JSON.stringify(raw.text.slice(from))})`);
+  await until(() => /^\d{3} [^\r]*\r\n$/m.test(raw.text.slice(from)), undefined, `reply to ${line} (have ${JSON.stringify(raw.text.slice(from))})`);
   return raw.text.slice(from);
 }
 
@@ -156,7 +156,7 @@ test('a client that leaves after the end reply without QUIT, by FIN or by reset,
     assert.equal(s.hangup, undefined, `session ${i}`);
     assert.equal(s.stage, 'data');
   }
-  await until(() => h.timers.size === 0, 3000, 'no timer entry left');
+  await until(() => h.timers.size === 0, undefined, 'no timer entry left');
 });
 
 test('a 421 end still closes at once: a profile ending in 421, and an onSurvived answering 421', async (t) => {

@@ -73,12 +73,12 @@ export async function serve(t: TestContext, setup: Setup = {}): Promise<Harness>
     summaries,
     events,
     async summary(i = 0) {
-      await until(() => summaries.length > i, 3000, `summary #${i}`);
+      await until(() => summaries.length > i, undefined, `summary #${i}`);
       return summaries[i]!;
     },
   };
 }
 
 export async function open(port: number): Promise<SmtpClient> {
-  return SmtpClient.connect({ port, timeout: 3000 });
+  return SmtpClient.connect({ port, timeout: 15_000 });
 }

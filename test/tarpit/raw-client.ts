@@ -5,8 +5,8 @@
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 
-/** Polls `cond` until it holds; throws after `timeoutMs`, naming `what`. */
-export async function until(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+/** Polls `cond` until it holds; throws after `timeoutMs` (generous: a loaded CI box must not reach it), naming `what`. */
+export async function until(cond: () => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!cond()) {
     if (performance.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
@@ -38,10 +38,10 @@ export class Raw {
   write(s: string | Buffer): void {
     this.socket.write(s);
   }
-  async waitFor(re: RegExp, timeoutMs = 3000): Promise<void> {
+  async waitFor(re: RegExp, timeoutMs = 15_000): Promise<void> {
     await until(() => re.test(this.text), timeoutMs, `reply ${re} (have ${JSON.stringify(this.text)})`);
   }
-  async waitClosed(timeoutMs = 3000): Promise<void> {
+  async waitClosed(timeoutMs = 15_000): Promise<void> {
     await until(() => this.closed, timeoutMs, 'server close');
   }
   /** Sends `line` and resolves with the ms until the reply's last line (a line with a space after the code) is in. */
@@ -49,7 +49,7 @@ export class Raw {
     const from = this.text.length;
     const start = performance.now();
     this.socket.write(`${line}\r\n`);
-    await until(() => reply.test(this.text.slice(from)), 3000, `reply to ${line} (have ${JSON.stringify(this.text.slice(from))})`);
+    await until(() => reply.test(this.text.slice(from)), undefined, `reply to ${line} (have ${JSON.stringify(this.text.slice(from))})`);
     return performance.now() - start;
   }
 }

@@ -16,7 +16,8 @@ const server = sharedDnsServer();
 const { rdns } = TEST_DNS;
 const WEIGHTS = { missing: 2, unconfirmed: 1 };
 
-async function client(t: TestContext, timeout = 1): Promise<DnsClient | undefined> {
+// dnsmasq answers: a generous default, so a loaded machine never turns an answer into a timeout.
+async function client(t: TestContext, timeout = 5): Promise<DnsClient | undefined> {
   if (!requireTool(t, 'dnsmasq')) return undefined;
   return new DnsClient({ servers: [(await server.get()).address], timeout });
 }
@@ -65,7 +66,8 @@ test('a PTR lookup that times out is our fault: [TEMPUNAVAIL], no evidence, with
   const result = await checkRdns(rdns.ptrTimesOut, WEIGHTS, dns);
   const elapsed = performance.now() - started;
   assert.deepEqual(result, { evidence: [], name: NAME_TEMPUNAVAIL, status: 'tempfail', ptr: [] });
-  assert.ok(elapsed >= 280 && elapsed < 520, `took ${elapsed.toFixed(0)} ms for a 300 ms timeout`);
+  // The upper bound leaves a loaded machine 2 s of late timers; it only catches a wait for something else.
+  assert.ok(elapsed >= 280 && elapsed < 2300, `took ${elapsed.toFixed(0)} ms for a 300 ms timeout`);
 });
 
 test('a forward lookup that times out is our fault too', async (t) => {

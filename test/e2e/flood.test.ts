@@ -18,6 +18,7 @@ import { policyDir } from '../helpers/policy-dir.js';
 import { scrape } from '../helpers/scrape.js';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
+import { waitFor } from '../helpers/wait-for.js';
 import type { TestContext } from '../helpers/require-tool.js';
 import { withProxy, type RunningProxy } from '../helpers/with-proxy.js';
 
@@ -162,7 +163,7 @@ test('the clean reserve: past maxConnections minus cleanReserve a client the pol
     const held: SmtpClient[] = [];
     for (let i = 1; i <= 6; i++) {
       held.push(await SmtpClient.connect({ port: p.port, localAddress: `127.61.${i}.1` }));
-      await waitFor(async () => (await counter(p, 'smtp_tarpit_connections_active', { state: 'held' })) === i, `client ${i} held`);
+      await waitFor(async () => (await counter(p, 'smtp_tarpit_connections_active', { state: 'held' })) === i, { what: `client ${i} held`, everyMs: 20 });
     }
     await assertRefused(p, '127.61.7.1', '4.3.2');
     assert.equal(await counter(p, 'smtp_tarpit_limit_hits_total', { limit: 'reserve' }), 1);
@@ -185,13 +186,3 @@ async function assertRefused(p: RunningProxy, localAddress: string, enhanced: st
   assert.equal(reply.enhanced, enhanced);
   await client.waitClosed(10_000);
 }
-
-async function waitFor(check: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-

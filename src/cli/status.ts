@@ -221,6 +221,8 @@ function summarise(url: string, families: Families, ready: { ready: boolean; rea
   const byStage: Record<string, { total: number; byVerdict: Counts }> = {};
   let hangupTotal = 0;
   for (const s of families.get('smtp_tarpit_hangups_total') ?? []) {
+    // Every stage and verdict has a series from the start: only those with hang-ups are shown.
+    if (s.value === 0) continue;
     const stage = s.labels.stage ?? '';
     const verdict = s.labels.verdict ?? '';
     const entry = (byStage[stage] ??= { total: 0, byVerdict: {} });

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { TallyCounter } from './tally-counter.js';
+import { zeroSeries } from './zero-series.js';
 
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'smtp_tarpit_' });
@@ -123,3 +124,6 @@ export const configReloadsTotal = new Counter({
   labelNames: ['result'] as const,
   registers: [registry],
 });
+
+// Series from the start (zero-series.ts): the outcomes of a reload are known ahead.
+zeroSeries(configReloadsTotal, [{ result: 'ok' }, { result: 'error' }]);

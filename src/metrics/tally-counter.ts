@@ -5,9 +5,10 @@
  * bumps some fifteen counters (bench/verdict.ts: 10 % of a warm vet).
  * A tally is bound to one label set once and counts in a plain number; the
  * counts reach the counter whenever it is read (a scrape, `get()`), so what
- * /metrics shows is unchanged, series included: a label set never counted
- * never appears. (`remove()` of a tallied label set would come back at the
- * next read with whatever was tallied since: none of ours is ever removed.)
+ * /metrics shows is unchanged, except that every tallied label set appears
+ * from the start, at 0 (a label set bound ahead is a known one). (`remove()`
+ * of a tallied label set would come back at the next read with whatever was
+ * tallied since: none of ours is ever removed.)
  */
 import { Counter, type LabelValues, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
@@ -32,7 +33,7 @@ export class TallyCounter<T extends string = string> extends Counter<T> {
 
   override async get(): Promise<MetricObjectWithValues<MetricValue<T>>> {
     for (const tally of this.#tallies) {
-      if (tally.count === 0) continue;
+      // At 0 too: a tally's label set is known ahead, so its series exists from the start (zero-series.ts).
       this.inc(tally.labels, tally.count);
       tally.count = 0;
     }

@@ -26,6 +26,8 @@ import { checkKnownSender, type KnownSender } from './checks/known-sender.js';
 import { checkReputation } from './checks/reputation.js';
 import type { DnsClient } from './dns/dns-client.js';
 import { checksTotal, escalationsTotal, verdictsTotal } from './metrics.js';
+import { DNS_RESULTS, dnsLookupSeconds } from './dns/metrics.js';
+import { labelProduct, zeroSeries } from '../metrics/zero-series.js';
 import { SessionPolicy } from './session-policy.js';
 import type { Policy } from './spec.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
@@ -77,6 +79,9 @@ export class PolicyEngine {
       policy.rdns.missing > 0 || policy.rdns.unconfirmed > 0 || ((policy.firstContact.enabled || policy.greylisting.enabled) && policy.knownSenders.rdnsSuffixes.length > 0);
     const { network } = policy.allowlistCache;
     this.#networkIsGroup = network.ipv4 === policy.rate.group.ipv4 && network.ipv6 === policy.rate.group.ipv6;
+    // This policy's zones are known now: their lookup series exist before the first lookup.
+    const zones = [...policy.dnsbl, ...policy.dnswl].map((z) => z.zone);
+    zeroSeries(dnsLookupSeconds, labelProduct({ zone: this.#policyNeedsName ? [...zones, 'rdns'] : zones, result: DNS_RESULTS }));
   }
 
   /**
@@ -365,6 +370,11 @@ function checkTally(check: string, result: CheckResult): Tally {
     checkTallies.set(check, tallies);
   }
   return tallies[result];
+}
+
+// Every check this engine can record, bound now so that each series exists from the start (src/metrics/zero-series.ts).
+for (const check of ['allow', 'block', 'rate', 'reputation', 'known-sender', 'early-retry', 'helo', 'harvest', 'trickle', 'rdns', 'greylist', 'dnsbl', 'dnswl', 'pregreet', 'protocol.pipelining', 'protocol.bareLf', 'protocol.nonSmtp']) {
+  checkTally(check, 'hit');
 }
 
 /** smtp_tarpit_allowlist_cache_total by what the cache's entries were worth. */

@@ -5,6 +5,8 @@
 import { Counter, Gauge } from 'prom-client';
 import { registry } from '../metrics/registry.js';
 import { TallyCounter } from '../metrics/tally-counter.js';
+import { zeroSeries } from '../metrics/zero-series.js';
+import { VERDICTS } from './evidence.js';
 
 export const checksTotal = new TallyCounter({
   name: 'smtp_tarpit_checks_total',
@@ -33,6 +35,10 @@ export const policyReloadsTotal = new Counter({
   labelNames: ['result'] as const,
   registers: [registry],
 });
+
+// Series from the start (src/metrics/zero-series.ts); a session can only rise to a verdict above pass.
+zeroSeries(escalationsTotal, VERDICTS.filter((verdict) => verdict !== 'pass').map((verdict) => ({ verdict })));
+zeroSeries(policyReloadsTotal, [{ result: 'ok' }, { result: 'error' }]);
 
 /** Like Prometheus' own prometheus_config_last_reload_successful; with workers, the scrape shows the latest. */
 export const policyLastReloadTimestamp = new Gauge({

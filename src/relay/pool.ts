@@ -21,8 +21,12 @@ import {
   backendUp,
   limitHitsTotal,
 } from '../metrics/registry.js';
+import { zeroSeries } from '../metrics/zero-series.js';
 import type { BackendConnectionOptions } from './backend-connection.js';
 import { BackendConnection } from './backend-connection.js';
+
+// The pool's limits: series from the start (zero-series.ts).
+zeroSeries(limitHitsTotal, [{ limit: 'pool_wait' }, { limit: 'backend_group' }]);
 
 export interface PoolOptions {
   backend: BackendConnectionOptions;

@@ -16,6 +16,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../metrics/logger.js';
 import { connectionsTotal, limitHitsTotal, sessionsActive, tarpitRefusedTotal } from '../metrics/registry.js';
 import type { Tally } from '../metrics/tally-counter.js';
+import { zeroSeries } from '../metrics/zero-series.js';
 import type { CidrList } from '../policy/lists/cidr-list.js';
 import type { PolicyEngine } from '../policy/engine.js';
 import type { PolicyStore } from '../policy/policy-store.js';
@@ -102,6 +103,13 @@ interface CapRefusalKind {
   readonly limit: Tally;
   readonly reason: RefusalReason;
 }
+
+// What can happen to a connection at the front door, and the states it can be in: series from the start (zero-series.ts).
+zeroSeries(
+  connectionsTotal,
+  ['accepted', 'held', 'refused_cap', 'refused_per_client', 'refused_reserve', 'refused_tarpit_full', 'refused_policy', 'bad_proxy_header', 'shutting_down', 'error'].map((result) => ({ result })),
+);
+zeroSeries(sessionsActive, (['vetting', 'held', 'relaying'] as const).map((state) => ({ state })));
 
 const CAP_REFUSALS: Record<CapRefusal, CapRefusalKind> = {
   connections: { code: 'TARPIT_ERR_TOO_MANY_CONNECTIONS', result: connectionsTotal.tally({ result: 'refused_cap' }), limit: limitHitsTotal.tally({ limit: 'connections' }), reason: 'connections' },

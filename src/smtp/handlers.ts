@@ -11,6 +11,7 @@ import { replyText, type Reply } from '../core/reply.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../metrics/logger.js';
 import { limitHitsTotal, messagesTotal, recipientsTotal, sessionDuration } from '../metrics/registry.js';
+import { zeroSeries } from '../metrics/zero-series.js';
 import type { BackendConnection, MailParams } from '../relay/backend-connection.js';
 import type { BackendPool } from '../relay/pool.js';
 import type { Trap } from '../trap/trap.js';
@@ -27,6 +28,11 @@ import { recordSessionTiming } from '../tarpit/metrics.js';
 import { jittered, stageDelay } from '../tarpit/hold-clock.js';
 import { greylistDefers } from '../policy/checks/greylist.js';
 import type { SessionOutcome } from '../state/store.js';
+
+// The outcomes of messages and recipients, and the limits a relay session meets: series from the start (zero-series.ts).
+zeroSeries(messagesTotal, (['relayed', 'tempfailed', 'rejected', 'aborted'] as const).map((result) => ({ result })));
+zeroSeries(recipientsTotal, (['accepted', 'tempfailed', 'rejected'] as const).map((result) => ({ result })));
+zeroSeries(limitHitsTotal, ['recipients', 'message_size', 'bare_line_ending', 'session_time', 'data_rate'].map((limit) => ({ limit })));
 
 export interface HandlerDeps {
   readonly config: Config;

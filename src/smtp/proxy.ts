@@ -19,7 +19,8 @@ import { createStateStore, storeConnected } from '../state/create-store.js';
 import type { StateStore } from '../state/store.js';
 import { PolicyStore } from '../policy/policy-store.js';
 import { Tarpit } from '../tarpit/tarpit.js';
-import { countSessions } from '../tarpit/metrics.js';
+import { countSessions, zeroSessionTiming } from '../tarpit/metrics.js';
+import { VERDICTS } from '../policy/evidence.js';
 import { RelayHandlers } from './handlers.js';
 
 export interface ProxyOptions {
@@ -52,6 +53,7 @@ export class Proxy {
   constructor(private readonly options: ProxyOptions) {
     const { config, logger } = options;
     this.trap = new Trap(logger);
+    zeroSessionTiming(VERDICTS);
     const b = config.backend;
     this.pool = new BackendPool({
       backend: {

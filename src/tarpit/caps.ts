@@ -7,10 +7,15 @@
 import type { Config } from '../config/schema.js';
 import { parseIp } from '../core/ip.js';
 import { addressKey, clientGroup } from '../state/client-group.js';
+import { tarpitRefusedTotal } from '../metrics/registry.js';
+import { zeroSeries } from '../metrics/zero-series.js';
 import { tarpitCap } from './metrics.js';
 
 /** Which cap refused a client; also the `cap` label of smtp_tarpit_tarpit_refused_total. */
-export type HoldCap = 'held' | 'per_client' | 'per_group' | 'memory';
+export const HOLD_CAPS = ['held', 'per_client', 'per_group', 'memory'] as const;
+export type HoldCap = (typeof HOLD_CAPS)[number];
+
+zeroSeries(tarpitRefusedTotal, HOLD_CAPS.map((cap) => ({ cap })));
 
 /** The `tarpit` section of the configuration (src/config/schema.ts). */
 export type HoldCapsConfig = Config['tarpit'];

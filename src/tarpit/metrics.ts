@@ -8,6 +8,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { STAGE_INDEX, STAGES, type Stage } from '../core/stage.js';
 import { registry } from '../metrics/registry.js';
+import { labelProduct, zeroSeries } from '../metrics/zero-series.js';
 import type { Verdict } from '../policy/evidence.js';
 import type { StageSeconds } from './types.js';
 
@@ -40,6 +41,17 @@ export const heldSeconds = new Histogram({
   buckets: HOLD_BUCKETS,
   registers: [registry],
 });
+
+/**
+ * Creates the session-timing series for every stage and verdict at 0 (zero-series.ts). The verdicts are the
+ * policy's, so the composition root passes them in: the hold knows profiles, not rules.
+ */
+export function zeroSessionTiming(verdicts: readonly string[]): void {
+  const byStage = labelProduct({ stage: STAGES, verdict: verdicts });
+  zeroSeries(stageDurationSeconds, byStage);
+  zeroSeries(hangupsTotal, byStage);
+  zeroSeries(heldSeconds, verdicts.map((verdict) => ({ verdict })));
+}
 
 /** One stage's seconds: what the client took, what we held, what the backend took. */
 export interface StageTime {

@@ -12,13 +12,17 @@
  * the body stream is drained before answering.
  */
 import type { Readable } from 'node:stream';
-import type { Stage } from '../core/stage.js';
+import { STAGES, type Stage } from '../core/stage.js';
 import { isSmtpReplyError, replyError, type SmtpReplyError } from '../core/errors.js';
 import { handlerErrorsTotal } from '../metrics/registry.js';
 import type { Logger } from '../metrics/logger.js';
+import { zeroSeries } from '../metrics/zero-series.js';
 
 /** Where an error happened: a session stage, or outside any session. */
 export type TrapStage = Stage | 'process' | 'server';
+
+// A series per stage from the start, so the alert on trapped errors has something to evaluate (zero-series.ts).
+zeroSeries(handlerErrorsTotal, [...STAGES, 'process', 'server'].map((stage) => ({ stage })));
 
 type HookCallback<R> = (err?: Error | null, result?: R) => void;
 

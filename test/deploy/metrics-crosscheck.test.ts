@@ -17,6 +17,7 @@ import { familyOf, parseExposition, type MetricFamily } from '../helpers/prometh
 import { findTool, inCI } from '../helpers/require-tool.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
+import { policyDir } from '../helpers/policy-dir.js';
 import { withProxy } from '../helpers/with-proxy.js';
 
 const ROOT = new URL('../../', import.meta.url);
@@ -123,13 +124,15 @@ test('every metric and label the alerts and the dashboard query is exported by a
   assert.ok((families.get('smtp_tarpit_hangups_total')?.metrics.length ?? 0) > 0, 'no hang-up series after a client hung up');
   assert.equal(familyOf('smtp_tarpit_stage_duration_seconds_bucket', families)?.type, 'histogram');
 
-  // prom-client lists a labelled counter that has no series yet with its HELP
-  // and TYPE: checked here, because the queries for rare events (tarpit
-  // refusals, trapped errors, reload failures) rely on it.
+  // The queries for rare events (tarpit refusals, trapped errors, reload failures) rely on series at 0.
   const refused = families.get('smtp_tarpit_tarpit_refused_total');
   assert.ok(refused, 'a labelled counter with no events is missing from the exposition');
   assert.equal(refused.type, 'counter');
-  assert.deepEqual(refused.metrics, [], 'expected no series yet: no client was refused');
+  assert.deepEqual(
+    refused.metrics.map((m) => [(m.labels as Record<string, string>).cap, Number(m.value)]),
+    [['held', 0], ['per_client', 0], ['per_group', 0], ['memory', 0]],
+    'a series per cap, at 0: no client was refused',
+  );
 
   const queries = [...alertQueries(), ...dashboardQueries()];
   assert.ok(alertQueries().length >= 6 && dashboardQueries().length >= 20, 'the files have fewer queries than expected: did the parsing break?');
@@ -148,6 +151,29 @@ test('every metric and label the alerts and the dashboard query is exported by a
   });
   assert.equal(lint.code, 0, `promtool check metrics: ${lint.out}`);
   assert.equal(lint.out.trim(), '', 'no naming complaints');
+});
+
+test('a fresh proxy, before any client, exports a series for every metric the alerts and the dashboard query', async (t) => {
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  // One DNSBL zone, so the DNS latency panel's series have a zone to be created for.
+  const policies = policyDir(t, { policy: { dnsbl: [{ zone: 'bl.fresh.test', weight: 1 }] } });
+  const text = await withProxy({ backendPort: backend.port, metrics: true, config: { policies } }, async (p) => {
+    const res = await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`);
+    return await res.text();
+  });
+  const families = parseExposition(text);
+  const queries = [...alertQueries(), ...dashboardQueries()];
+  const empty = new Set<string>();
+  for (const q of queries) {
+    for (const name of q.expr.match(METRIC) ?? []) {
+      const family = familyOf(name, families);
+      if (!family || family.metrics.length === 0) empty.add(`${name} (${q.where})`);
+    }
+  }
+  assert.deepEqual([...empty], [], 'series missing before the first client: Grafana would show "No data" and ratio alerts nothing');
+  // Zero is what they say.
+  assert.equal(families.get('smtp_tarpit_handler_errors_total')?.metrics.every((m) => Number(m.value) === 0), true);
 });
 
 test('the cross-check can fail: a misspelt metric, a histogram suffix on a counter, an unknown label', async () => {

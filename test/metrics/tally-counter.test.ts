@@ -1,7 +1,7 @@
 /**
  * TallyCounter: increments counted in plain numbers must reach prom-client
  * whenever the counter is read, exactly as `inc(labels)` would have, and a
- * label set never counted must not appear as a zero series.
+ * label set bound ahead appears from the start, at 0 (its values are known).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -27,9 +27,9 @@ test('tallies reach the counter when it is read, added to plain inc() calls', as
   hit.inc();
   c.inc({ result: 'hit' });
   c.inc({ result: 'error' }, 4);
-  assert.deepEqual(await values(c), { hit: 3, error: 4 }, 'a label set never counted has no series');
+  assert.deepEqual(await values(c), { hit: 3, miss: 0, error: 4 }, 'a label set bound but never counted is a series at 0');
   hit.inc();
-  assert.deepEqual(await values(c), { hit: 4, error: 4 }, 'counted once: a second read adds only what came since');
+  assert.deepEqual(await values(c), { hit: 4, miss: 0, error: 4 }, 'counted once: a second read adds only what came since');
   assert.match(await registry.metrics(), /^test_tally_total\{result="hit"\} 4$/m, 'a scrape reads through get()');
 });
 
@@ -48,7 +48,7 @@ test('reset() drops what was tallied but not yet read', async () => {
   const hit = c.tally({ result: 'hit' });
   hit.inc();
   registry.resetMetrics();
-  assert.deepEqual(await values(c), {});
+  assert.deepEqual(await values(c), { hit: 0 });
   hit.inc();
   assert.deepEqual(await values(c), { hit: 1 });
 });

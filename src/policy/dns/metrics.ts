@@ -8,6 +8,9 @@ import { Histogram } from 'prom-client';
 import { registry } from '../../metrics/registry.js';
 import { TallyCounter } from '../../metrics/tally-counter.js';
 
+/** The `result` label's values: what dns-client.ts makes of an answer. */
+export const DNS_RESULTS = ['answer', 'nxdomain', 'timeout', 'error'] as const;
+
 export const dnsLookupSeconds = new Histogram({
   name: 'smtp_tarpit_dns_lookup_seconds',
   help: 'DNS lookups that went to the resolver (cache hits excluded), by zone (a DNSBL/DNSWL zone, or rdns) and result (answer, nxdomain, timeout, error).',

@@ -24,5 +24,5 @@ export function labelProduct<T extends string>(values: Readonly<Record<T, readon
   for (const [name, list] of Object.entries(values) as Array<[T, readonly string[]]>) {
     out = out.flatMap((partial) => list.map((value) => ({ ...partial, [name]: value })));
   }
-  return out as LabelValues<T>[];
+  return out;
 }

@@ -92,7 +92,12 @@ export async function runPrimary(config: Config, logger: Logger): Promise<number
 
 /** Logs why the process cannot go on, says it on stderr too (an admin at a terminal), and gives the exit code. */
 export function fatal(logger: Logger, why: string, err?: unknown): number {
+  // `why` already states the reason. An error with a code is an expected
+  // condition (no XCLIENT, a port in use): its code is all the line adds, and
+  // its message and stack would only repeat `why`. Anything else is a bug, whose stack is wanted.
+  const code = (err as { code?: unknown } | null | undefined)?.code;
   if (err === undefined) logger.fatal(why);
+  else if (typeof code === 'string') logger.fatal({ code }, why);
   else logger.fatal({ err }, why);
   console.error(`smtp-tarpit: ${why}`);
   logger.flush();

@@ -11,7 +11,7 @@ import { ConfigError, ConfigErrors } from './config-error.js';
 import { isEmptyYaml } from './empty-file.js';
 import { parseEndpoint } from './endpoint.js';
 import { CONFIG_SCHEMA, type Config } from './schema.js';
-import { YamlFile, compileSchema, schemaIssues, type Located, type YamlPath, deepFreeze } from './yaml-schema.js';
+import { YamlFile, compileSchema, schemaIssues, type Located, type SchemaIssue, type YamlPath, deepFreeze } from './yaml-schema.js';
 
 /** Command-line flags that override the file (docs/design.md §3 config). */
 export interface ConfigOverrides {
@@ -45,13 +45,8 @@ export function loadConfigText(text: string, file: string, overrides: ConfigOver
   if (yaml.value === undefined) throw new ConfigErrors(yaml.issues.map((l) => ConfigError.from(l)));
   const raw = yaml.value;
   applyOverrides(raw, overrides);
-  const errors = validate(raw);
-  if (errors.length > 0) {
-    throw new ConfigErrors(
-      schemaIssues(errors, yaml, { schemaFile: 'config/smtp-tarpit.schema.json', reason: endpointReason }).map((issue) => configError(issue, overrides)),
-    );
-  }
-  return finish(raw, yaml, overrides);
+  const issues = schemaIssues(validate(raw), yaml, { schemaFile: 'config/smtp-tarpit.schema.json', reason: endpointReason });
+  return finish(raw, yaml, overrides, issues);
 }
 
 /** The shipped defaults alone, as if from an empty file. */
@@ -98,58 +93,85 @@ function configError(issue: Located & { readonly path: YamlPath }, overrides: Co
   return ConfigError.from(issue);
 }
 
-function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides): Config {
+/** Whether one path lies on the other: a wrong shape there says nothing can be read below it. */
+function onPath(a: YamlPath, b: YamlPath): boolean {
+  const n = Math.min(a.length, b.length);
+  return a.slice(0, n).every((segment, i) => segment === b[i]);
+}
+
+/**
+ * Runs the checks the schema cannot express even when the schema found
+ * mistakes, so an admin sees every mistake of the file at once (issue 13)
+ * rather than one more after each fix. A check runs only on settings no schema
+ * issue lies on: their shape is then the schema's, and a setting the schema
+ * already refused is not blamed twice.
+ */
+function finish(raw: Raw, yaml: YamlFile, overrides: ConfigOverrides, issues: readonly SchemaIssue[]): Config {
   const file = yaml.file;
-  // ajv filled every default; the schema guarantees the shapes read below.
+  // Where no schema issue lies, ajv filled every default and vouches for the shapes read below.
   const r = raw as unknown as Omit<Config, 'listen' | 'backend' | 'metrics' | 'hostname' | 'source'> & {
     listen: string;
     hostname?: string;
     backend: Omit<Config['backend'], 'address' | 'heloName' | 'maxPerGroup'> & { address: string; heloName?: string; maxPerGroup?: number };
     metrics: { listen: string | null };
   };
-  const errors: ConfigError[] = [];
-  const endpoint = (key: string, value: string) => {
+  const errors: ConfigError[] = issues.map((issue) => configError(issue, overrides));
+  // An unknown key leaves the shape of its neighbours as the schema says.
+  const shaky = issues.filter((i) => i.keyword !== 'additionalProperties' && i.keyword !== 'propertyNames').map((i) => i.path);
+  const sound = (...paths: YamlPath[]) => paths.every((p) => !shaky.some((s) => onPath(s, p)));
+  const unset = { host: '127.0.0.1', port: 0 };
+  const endpoint = (key: string, value: () => string) => {
+    const path = key.split('.');
+    if (!sound(path)) return unset;
     try {
-      return parseEndpoint(value);
+      return parseEndpoint(value());
     } catch (err) {
-      const path = key.split('.');
       errors.push(configError({ ...yaml.issue(path, (err as Error).message), path }, overrides));
-      return { host: '127.0.0.1', port: 0 };
+      return unset;
     }
   };
+  const listen = endpoint('listen', () => r.listen);
+  const address = endpoint('backend.address', () => r.backend.address);
+  const metricsListen = sound(['metrics', 'listen']) && r.metrics.listen === null ? null : endpoint('metrics.listen', () => r.metrics.listen ?? '');
+  if (sound(['tls', 'key'], ['tls', 'cert']) && (r.tls.key === undefined) !== (r.tls.cert === undefined)) {
+    errors.push(ConfigError.from(yaml.issue(['tls'], 'set both key and cert, or neither')));
+  }
+  // Switching user without choosing the group (or the reverse) would keep root's group.
+  if (sound(['user'], ['group']) && (r.user === undefined) !== (r.group === undefined)) {
+    errors.push(ConfigError.from(yaml.issue([r.user === undefined ? 'group' : 'user'], 'set both user and group, or neither')));
+  }
+  if (sound(['backend', 'warm'], ['backend', 'poolSize']) && r.backend.warm > r.backend.poolSize) {
+    errors.push(ConfigError.from(yaml.issue(['backend', 'warm'], `must not exceed backend.poolSize (${r.backend.poolSize})`)));
+  }
+  // Held clients count against maxConnections too: a tarpit allowed to fill it
+  // would refuse clean clients, which the tarpit must never do.
+  if (sound(['tarpit', 'maxHeld'], ['limits', 'maxConnections']) && r.tarpit.maxHeld >= r.limits.maxConnections) {
+    errors.push(ConfigError.from(yaml.issue(['tarpit', 'maxHeld'], `must be below limits.maxConnections (${r.limits.maxConnections}), leaving room for clean clients`)));
+  }
+  // File order, as policy files report theirs; the command line's mistakes (no line) first.
+  if (errors.length > 0) throw new ConfigErrors([...errors].sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0)));
   const hostname = r.hostname ?? osHostname();
   const base = file === '(defaults)' ? process.cwd() : dirname(resolve(file));
   const config: Config = {
     ...r,
     source: file,
     hostname,
-    listen: endpoint('listen', r.listen),
+    listen,
     policies: resolve(base, r.policies),
+    // Like the policy directory, certificate files are found beside the configuration, wherever it is run from.
+    tls: {
+      ...r.tls,
+      ...(r.tls.key === undefined ? {} : { key: resolve(base, r.tls.key) }),
+      ...(r.tls.cert === undefined ? {} : { cert: resolve(base, r.tls.cert) }),
+    },
     backend: {
       ...r.backend,
-      address: endpoint('backend.address', r.backend.address),
+      address,
       heloName: r.backend.heloName ?? hostname,
       // A share, not a number: it has to follow poolSize. A tenth lets the five networks of issue 12's attack hold half the pool at most.
       maxPerGroup: r.backend.maxPerGroup ?? Math.max(1, Math.floor(r.backend.poolSize / 10)),
     },
-    metrics: { listen: r.metrics.listen === null ? null : endpoint('metrics.listen', r.metrics.listen) },
+    metrics: { listen: metricsListen },
   };
-  if ((config.tls.key === undefined) !== (config.tls.cert === undefined)) {
-    errors.push(ConfigError.from(yaml.issue(['tls'], 'set both key and cert, or neither')));
-  }
-  // Switching user without choosing the group (or the reverse) would keep root's group.
-  if ((config.user === undefined) !== (config.group === undefined)) {
-    errors.push(ConfigError.from(yaml.issue([config.user === undefined ? 'group' : 'user'], 'set both user and group, or neither')));
-  }
-  if (config.backend.warm > config.backend.poolSize) {
-    errors.push(ConfigError.from(yaml.issue(['backend', 'warm'], `must not exceed backend.poolSize (${config.backend.poolSize})`)));
-  }
-  // Held clients count against maxConnections too: a tarpit allowed to fill it
-  // would refuse clean clients, which the tarpit must never do.
-  if (config.tarpit.maxHeld >= config.limits.maxConnections) {
-    errors.push(ConfigError.from(yaml.issue(['tarpit', 'maxHeld'], `must be below limits.maxConnections (${config.limits.maxConnections}), leaving room for clean clients`)));
-  }
-  if (errors.length > 0) throw new ConfigErrors(errors);
   return deepFreeze(config);
 }
-

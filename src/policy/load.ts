@@ -384,9 +384,11 @@ class Loader {
       if (trickle > 0) parts.push(`${round(trickle)} s to stutter a ${longestReply(wait)}-byte reply at ${p.stutter} B/s`);
       // Point at what pushed it over: the delay itself when it is too long alone, else stutter or jitter.
       const culprit = p.delays[wait] > limit ? ['delays', wait] : delay > limit ? ['jitter'] : ['stutter'];
+      // The sum is worth spelling out only when there is one; the delay alone would read "130 s (130 s)".
+      const sum = parts.length > 1 ? ` (${parts.join(' + ')})` : '';
       this.error(
         [...path, ...culprit],
-        `the ${wait} reply can take ${round(delay + trickle)} s (${parts.join(' + ')}); a patient MTA waits ${limit} s for it (RFC 5321 §4.5.3.2)`,
+        `the ${wait} reply can take ${round(delay + trickle)} s${sum}; a patient MTA waits ${limit} s for it (RFC 5321 §4.5.3.2)`,
       );
     }
     if (total > p.maxHold && this.yaml.written([...path, 'maxHold'])) {

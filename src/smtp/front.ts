@@ -354,7 +354,8 @@ export class Front {
   }
 
   private noteRefusal(client: string, reason: RefusalReason): void {
-    if (this.refusals.note(client, reason)) this.deps.logger.info({ client, refused: reason }, 'connection refused');
+    // A client that reset before we accepted it has no address left to name (counted all the same by the caller).
+    if (client !== '' && this.refusals.note(client, reason)) this.deps.logger.info({ client, refused: reason }, 'connection refused');
   }
 
   /**

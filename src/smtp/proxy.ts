@@ -88,7 +88,8 @@ export class Proxy {
     });
     this.smtp = new SMTPServer(smtpServerOptions(config, this.handlers));
     // Without an error listener a client reset inside a transaction kills the process (docs/platform-notes.md).
-    this.smtp.on('error', this.trap.guard('server', (err: Error) => logger.debug({ err }, 'client connection error')));
+    // A reset is expected: its code says enough, a stack trace would not.
+    this.smtp.on('error', this.trap.guard('server', (err: Error) => logger.debug({ code: (err as NodeJS.ErrnoException).code, reason: err.message }, 'client connection error')));
     this.front = new Front({
       config,
       smtp: this.smtp,
@@ -115,7 +116,11 @@ export class Proxy {
       // One that refuses XCLIENT is misconfigured: relaying anyway would hide
       // every client behind our address (the open-relay trap), so stop here.
       if (!(err instanceof SmtpReplyError) || err.code !== 'TARPIT_ERR_BACKEND_UNAVAILABLE') throw err;
-      this.options.logger.warn({ err, backend: this.options.config.backend.address }, 'backend unreachable at start-up; clients get 451 until it answers');
+      // Expected (the backend may start after us): the reason, not a stack trace.
+      this.options.logger.warn(
+        { reason: err.cause instanceof Error ? err.cause.message : err.message, code: systemCode(err) ?? err.code, backend: this.options.config.backend.address },
+        'backend unreachable at start-up; clients get 451 until it answers',
+      );
     }
     this.pool.start();
     this.policy.watch();
@@ -185,4 +190,13 @@ function smtpServerOptions(config: Config, handlers: RelayHandlers): SMTPServerO
     logger: false,
     ...handlers.hooks(),
   };
+}
+
+/** The system's code (ECONNREFUSED, ETIMEDOUT) somewhere along an error's causes, if any. */
+function systemCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  }
+  return undefined;
 }

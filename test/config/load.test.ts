@@ -115,3 +115,35 @@ test('an empty, blank or comment-only configuration file is refused at file:1:1 
   writeFileSync(file, '{}\n');
   assert.deepEqual(loadConfigFile(file).limits, defaultConfig().limits);
 });
+
+test('schema mistakes and the checks after them are reported together, in file order (issue 13)', () => {
+  // An unknown key (schema), a port out of range (endpoint parsing) and an impossible pair (a later check), written out of check order.
+  assert.deepEqual(errorsOf('backend:\n  poolSize: 2\n  warm: 5\nlisten: "0.0.0.0:99999"\nmetrics:\n  lisen: x\n'), [
+    'site.yaml:3:9: backend.warm: must not exceed backend.poolSize (2)',
+    'site.yaml:4:9: listen: port 99999 is out of range',
+    'site.yaml:6:3: metrics.lisen: unknown setting (check the spelling; see config/smtp-tarpit.schema.json)',
+  ]);
+  // A setting the schema refused is not blamed again by a check that reads it, and a wrong shape does not stop the others.
+  assert.deepEqual(errorsOf('backend: 5\ntls:\n  key: /k.pem\nlisten: "0.0.0.0:70000"\n'), [
+    'site.yaml:1:10: backend: must be a mapping (key: value lines)',
+    'site.yaml:3:3: tls: set both key and cert, or neither',
+    'site.yaml:4:9: listen: port 70000 is out of range',
+  ]);
+});
+
+test('a configuration found elsewhere resolves its policy directory and certificate files beside itself', async () => {
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const dir = mkdtempSync(path.join(tmpdir(), 'tarpit-config-'));
+  try {
+    const file = path.join(dir, 'smtp-tarpit.yaml');
+    writeFileSync(file, 'policies: policies\ntls:\n  key: tls/key.pem\n  cert: /abs/cert.pem\n');
+    const c = loadConfigFile(file);
+    assert.equal(c.policies, path.join(dir, 'policies'));
+    assert.equal(c.tls.key, path.join(dir, 'tls/key.pem'));
+    assert.equal(c.tls.cert, '/abs/cert.pem');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

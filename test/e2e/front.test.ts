@@ -5,10 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
@@ -145,4 +146,39 @@ test('the proxy listens on IPv6 loopback and passes IPv6 clients to the backend'
     await client.quit();
     assert.equal(backend.messages[0]?.clientAddress, '::1');
   });
+});
+
+test('a client that resets before it is accepted is counted but not logged with an empty address (issue 13)', async (t) => {
+  const backend = await startBackend();
+  t.after(() => backend.close());
+  await withProxy({ backendPort: backend.port, metrics: true, config: { limits: { maxConnections: 2 }, tarpit: { maxHeld: 1 } } }, async (p) => {
+    const clients = [await SmtpClient.open({ port: p.port }), await SmtpClient.open({ port: p.port })];
+    // spawnSync blocks this process, proxy included: the connection is reset while it waits in the
+    // kernel's accept queue, so the proxy accepts a socket that no longer has a peer address.
+    const reset = `const s = require('net').connect(${p.port}, '127.0.0.1', () => s.resetAndDestroy()); s.on('error', () => {}); s.on('close', () => process.exit(0));`;
+    assert.equal(spawnSync(process.execPath, ['-e', reset]).status, 0);
+    const deadline = Date.now() + 10_000;
+    let refused = 0;
+    while (refused < 1 && Date.now() < deadline) {
+      const text = await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text();
+      refused = Number(/^smtp_tarpit_connections_total\{result="refused_cap"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+      if (refused < 1) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(refused, 1, 'the refusal is counted');
+    assert.deepEqual(p.logs.filter((l) => l.client === ''), [], 'no line with an empty client');
+    for (const c of clients) await c.quit();
+  });
+});
+
+test('a backend down at start-up is a warning with its reason and code, without a stack trace (issue 13)', async () => {
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as { port: number }).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+  const logs = await withProxy({ backendPort: port }, (p) => Promise.resolve([...p.logs]));
+  const warn = logs.find((l) => l.msg === 'backend unreachable at start-up; clients get 451 until it answers');
+  assert.ok(warn, JSON.stringify(logs));
+  assert.equal(warn.code, 'ECONNREFUSED');
+  assert.match(String(warn.reason), /ECONNREFUSED/);
+  assert.doesNotMatch(JSON.stringify(warn), /stack/);
 });

@@ -159,7 +159,7 @@ test('a profile that could outwait a patient MTA (RFC 5321 §4.5.3.2) is refused
   const profile = (body: string): string => `firstContact: {profile: x}\ntarpit: {profile: x}\nprofiles:\n  x:\n    end: allowlist\n${body}`;
   // DATA's reply: 2 minutes, though the schema lets other delays reach 300 s.
   assert.deepEqual(errorsOf(profile('    delays: {data: 121}\n')), [
-    'p/policy.yaml:6:20: profiles.x.delays.data: the data reply can take 121 s (121 s); a patient MTA waits 120 s for it (RFC 5321 §4.5.3.2)',
+    'p/policy.yaml:6:20: profiles.x.delays.data: the data reply can take 121 s; a patient MTA waits 120 s for it (RFC 5321 §4.5.3.2)',
   ]);
   // Jitter's upper bound counts: 250 s may become 300.5 s.
   assert.deepEqual(errorsOf(profile('    delays: {rcpt: 250}\n    jitter: 0.202\n')), [

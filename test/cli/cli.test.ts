@@ -6,13 +6,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { SmtpClient, wireBody } from '../helpers/smtp-client.js';
 import { startBackend } from '../helpers/smtp-backend.js';
 import { RELAY_POLICIES } from '../helpers/with-proxy.js';
+import { CONFIG_CANDIDATES, locateConfig } from '../../src/cli/config-path.js';
 
 const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
 
@@ -69,6 +70,7 @@ test('check --policies DIR validates another directory laid out the same way, pr
   const r = run('check', '--policies', dir);
   assert.equal(r.status, 1);
   assert.deepEqual(r.stderr.trim().split('\n'), [
+    'using ./config/smtp-tarpit.yaml (no --config given)',
     `${join(dir, 'policy.yaml')}:${lineOf('  drop: 15')}:9: verdicts.drop: must be at least verdicts.reject (8): a higher score never gets a milder verdict`,
     `${join(dir, 'policy.yaml')}:${lineOf('  pipelining: 5')}:3: protocol.pipelineing: unknown setting (check the spelling; see policies/policy.schema.json)`,
     `${join(dir, 'allow.cidr')}:2:1: lists.allow: not an IP address: "mx.example.org"`,
@@ -89,14 +91,14 @@ test('check reports the old greylisting.exempt as deprecated, at its line, and c
   const r = run('check', '--policies', dir);
   assert.equal(r.status, 0, r.stderr);
   const line = old.split('\n').findIndex((l) => l.startsWith('  exempt:')) + 1;
-  assert.equal(r.stderr.trim(), `warning: ${join(dir, 'policy.yaml')}:${line}:3: greylisting.exempt: deprecated: rename to knownSenders (a top-level key, same entries); known senders now skip the first-contact hold as well as greylisting`);
+  assert.equal(r.stderr.trim(), `using ./config/smtp-tarpit.yaml (no --config given)\nwarning: ${join(dir, 'policy.yaml')}:${line}:3: greylisting.exempt: deprecated: rename to knownSenders (a top-level key, same entries); known senders now skip the first-contact hold as well as greylisting`);
   assert.match(r.stdout, /known senders: 2 rDNS suffixes and 0 networks\)$/m, 'the networks file is named by knownSenders, which this policy does not write');
 });
 
 test('check names a policy directory that is not there', () => {
   const r = run('check', '--policies', 'no/such/dir');
   assert.equal(r.status, 1);
-  assert.equal(r.stderr.trim(), 'no/such/dir/policy.yaml: cannot read: no such file');
+  assert.equal(r.stderr.trim(), 'using ./config/smtp-tarpit.yaml (no --config given)\nno/such/dir/policy.yaml: cannot read: no such file');
 });
 
 test('an unknown option is refused', () => {
@@ -167,4 +169,70 @@ test('serve refuses to start in front of a backend that does not offer XCLIENT',
   });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /cannot start: .*XCLIENT/i);
+});
+
+test('check reports every mistake of a configuration at once, in file order, exit 1 (issue 13)', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tarpit-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'listen: "0.0.0.0:99999"\nbackend:\n  adress: "127.0.0.1:10025"\n  poolSize: 2\n  warm: 5\n');
+  const r = run('check', '--config', bad, '--policies', 'policies');
+  assert.equal(r.status, 1);
+  assert.deepEqual(r.stderr.trim().split('\n'), [
+    `${bad}:1:9: listen: port 99999 is out of range`,
+    `${bad}:3:3: backend.adress: unknown setting (check the spelling; see config/smtp-tarpit.schema.json)`,
+    `${bad}:5:9: backend.warm: must not exceed backend.poolSize (2)`,
+  ]);
+});
+
+test('the fatal start-up line states its reason once, with no stack trace (issue 13)', async (t) => {
+  const backend = await startBackend({ xclient: false });
+  t.after(() => backend.close());
+  const child = spawn(process.execPath, [...CLI, 'serve', '--listen', '127.0.0.1:0', '--backend', `127.0.0.1:${backend.port}`, '--metrics', 'off'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => child.kill('SIGKILL'));
+  let stdout = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  assert.equal(code, 1);
+  const fatal = stdout.split('\n').filter((l) => l.includes('"level":"fatal"'));
+  assert.equal(fatal.length, 1, stdout);
+  const line = fatal[0] ?? '';
+  assert.match(line, /cannot start: .*XCLIENT/);
+  assert.equal(line.split('does not offer XCLIENT').length - 1, 1, `the reason once: ${line}`);
+  assert.doesNotMatch(line, /stack/);
+  assert.equal((JSON.parse(line) as { code?: string }).code, 'TARPIT_ERR_BACKEND_NO_XCLIENT');
+});
+
+test('without --config, check and serve use ./config/smtp-tarpit.yaml and say so; with no default file, both name the two paths they looked in (issue 13)', (t) => {
+  const here = run('check');
+  assert.equal(here.status, 0, here.stderr);
+  assert.equal(here.stderr, 'using ./config/smtp-tarpit.yaml (no --config given)\n');
+  assert.match(here.stdout, /^config\/smtp-tarpit\.yaml: ok/m);
+
+  // The second place is this machine's /etc, which a test must not write: only its absence is checked here.
+  if (existsSync('/etc/smtp-tarpit/smtp-tarpit.yaml')) {
+    t.diagnostic('/etc/smtp-tarpit/smtp-tarpit.yaml exists on this machine: the no-configuration error is not checked');
+    return;
+  }
+  const empty = mkdtempSync(join(tmpdir(), 'tarpit-cli-noconfig-'));
+  t.after(() => rmSync(empty, { recursive: true, force: true }));
+  const want = 'no configuration file: neither ./config/smtp-tarpit.yaml nor /etc/smtp-tarpit/smtp-tarpit.yaml exists; name one with --config FILE, or write one with smtp-tarpit init\n';
+  for (const command of ['check', 'serve']) {
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(process.cwd(), 'src/cli/main.ts'), command], { cwd: empty, encoding: 'utf8' });
+    assert.equal(r.status, 1, `${command}: ${r.stderr}`);
+    assert.equal(r.stderr, want, command);
+    assert.equal(r.stdout, '', command);
+  }
+});
+
+test('the default configuration is looked for in ./config, then /etc/smtp-tarpit, and the note says which was used and what was missing', () => {
+  const candidates = ['config/smtp-tarpit.yaml', '/etc/smtp-tarpit/smtp-tarpit.yaml'];
+  assert.deepEqual(locateConfig('site.yaml', candidates, () => false), { file: 'site.yaml' }, '--config is taken as given, found or not');
+  assert.deepEqual(locateConfig(undefined, candidates, () => true), { file: 'config/smtp-tarpit.yaml', note: 'using ./config/smtp-tarpit.yaml (no --config given)' });
+  assert.deepEqual(locateConfig(undefined, candidates, (p) => p.startsWith('/etc/')), {
+    file: '/etc/smtp-tarpit/smtp-tarpit.yaml',
+    note: 'using /etc/smtp-tarpit/smtp-tarpit.yaml (no --config given; ./config/smtp-tarpit.yaml not found)',
+  });
+  assert.match((locateConfig(undefined, candidates, () => false) as { error: string }).error, /neither \.\/config\/smtp-tarpit\.yaml nor \/etc\/smtp-tarpit\/smtp-tarpit\.yaml exists/);
+  assert.deepEqual(CONFIG_CANDIDATES, candidates);
 });

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { benchPolicies } from './lib/bench-policies.js';
 import { buildDist } from './lib/build-dist.js';
-import { freePort, procStats, runBench, sleep, startProxy, startSink, stopAll, type ProxyProcess } from './lib/procs.js';
+import { freePort, procStats, runBench, sleep, startProxy, startSink, stopAll, track, type ProxyProcess } from './lib/procs.js';
 import { finishReport, fmt, percentile, printHeader, table } from './lib/report.js';
 import { smallMessage, timedSend } from './lib/smtp-timer.js';
 
@@ -39,10 +39,10 @@ interface Burst {
 
 /** One flood process: `count` connects from 127.0.0.9, never read, closed once the burst is reported. */
 async function burst(port: number): Promise<Burst> {
-  const child = spawn(process.execPath, ['--import', 'tsx', FLOOD, '--port', String(port), '--from', '127.0.0.9', '--count', String(BURST)], {
+  const child = track(spawn(process.execPath, ['--import', 'tsx', FLOOD, '--port', String(port), '--from', '127.0.0.9', '--count', String(BURST)], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  }));
   let out = '';
   child.stdout.setEncoding('utf8');
   for await (const chunk of child.stdout) {
@@ -77,7 +77,7 @@ async function cleanClient(port: number, stop: () => boolean, min = 0): Promise<
 /** The bare Node listener (bench/lib/refuse-floor.ts) flooded the same way: Node's own CPU per refused connection. */
 async function floorCpuPerConnection(): Promise<number> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lib/refuse-floor.ts'), String(port)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child: ChildProcess = track(spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lib/refuse-floor.ts'), String(port)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
   try {
     child.stdout!.setEncoding('utf8');
     for await (const chunk of child.stdout!) if ((chunk as string).includes('ready')) break;

@@ -26,7 +26,6 @@
  * last reload at most 1.5 times RSS after the first; every clean message
  * relayed. Exit status 1 and a FLAGGED line when one is missed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,7 +36,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { benchPolicies } from './lib/bench-policies.js';
 import { buildDist } from './lib/build-dist.js';
-import { freePort, runBench, sleep } from './lib/procs.js';
+import { freePort, runBench, sleep, startSink, stopAll } from './lib/procs.js';
 import { finishReport, fmt, percentile, printHeader, round, table } from './lib/report.js';
 import { smallMessage, timedSend } from './lib/smtp-timer.js';
 
@@ -70,46 +69,6 @@ function blockList(seed: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** A backend that answers everything, XCLIENT included, and keeps nothing: the proxy is what is measured. */
-const SINK = `
-import { createServer } from 'node:net';
-const server = createServer((socket) => {
-  socket.setNoDelay(true);
-  socket.write('220 sink ESMTP\\r\\n');
-  let data = false;
-  let buffered = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (chunk) => {
-    buffered += chunk;
-    let at;
-    while ((at = buffered.indexOf('\\r\\n')) !== -1) {
-      const line = buffered.slice(0, at);
-      buffered = buffered.slice(at + 2);
-      if (data) {
-        if (line === '.') { data = false; socket.write('250 2.0.0 queued\\r\\n'); }
-        continue;
-      }
-      const verb = line.slice(0, 4).toUpperCase();
-      if (verb === 'EHLO') socket.write('250-sink\\r\\n250-XCLIENT NAME ADDR PROTO HELO\\r\\n250-PIPELINING\\r\\n250 8BITMIME\\r\\n');
-      else if (verb === 'XCLI') socket.write('220 sink ESMTP\\r\\n');
-      else if (verb === 'DATA') { data = true; socket.write('354 go\\r\\n'); }
-      else if (verb === 'QUIT') { socket.end('221 bye\\r\\n'); }
-      else socket.write('250 ok\\r\\n');
-    }
-  });
-  socket.on('error', () => {});
-});
-server.listen(Number(process.argv[1]), '127.0.0.1', () => console.log('ready'));
-`;
-
-function startSink(port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', SINK, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolveReady, reject) => {
-    child.once('error', reject);
-    child.stdout?.once('data', () => resolveReady(child));
-  });
-}
-
 interface Memory {
   readonly rssMb: number;
   readonly heapMb: number;
@@ -136,7 +95,6 @@ async function main(): Promise<number> {
   const flagged: string[] = [];
   const work = mkdtempSync(join(tmpdir(), 'smtp-tarpit-reload-'));
   const build = buildDist(ROOT);
-  let sink: ChildProcess | undefined;
   try {
     if (build.problems) console.log(`tsc reported problems (the build still ran):\n${build.problems}`);
     const { Proxy } = await build.load<ProxyModule>('smtp/proxy.js');
@@ -146,15 +104,15 @@ async function main(): Promise<number> {
     const policies = benchPolicies(work);
     const blockFile = join(policies, 'block.cidr');
     writeFileSync(blockFile, blockList(1));
-    const backendPort = await freePort();
-    sink = await startSink(backendPort);
+    // The relay benches' C sink (bench/lib/xclient-sink.c): it answers XCLIENT like Postfix and keeps nothing.
+    const sink = await startSink(ROOT, work);
     const port = await freePort();
     const config = loadConfigText(
       JSON.stringify({
         listen: `127.0.0.1:${port}`,
         hostname: 'tarpit.bench',
         policies,
-        backend: { address: `127.0.0.1:${backendPort}`, poolSize: 10, warm: 2 },
+        backend: { address: `127.0.0.1:${sink.port}`, poolSize: 10, warm: 2 },
         smtp: { reverseLookup: false },
         metrics: { listen: null },
         log: { level: 'info' },
@@ -264,10 +222,9 @@ async function main(): Promise<number> {
       flagged,
     );
   } finally {
-    sink?.kill('SIGTERM');
     build.remove();
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-await runBench(main);
+await runBench(() => main().finally(() => stopAll()));

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 
 const children = new Set<ChildProcess>();
 
-function track(child: ChildProcess): ChildProcess {
+/** Stopped by stopAll() and on exit, like every child the procs here start. */
+export function track<C extends ChildProcess>(child: C): C {
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;

@@ -41,6 +41,9 @@ export interface PolicyStoreOptions {
   readonly load?: (dir: string, signal: AbortSignal) => Promise<Policy>;
 }
 
+/** What a reload still waiting or running says when the store closes under it. */
+const CLOSED = 'the policy store closed before the reload ran';
+
 /**
  * Saves come in bursts (write, rename, chmod) and an admin's SIGHUP follows a
  * save within a second or so; 300 ms joins the burst and the usual
@@ -139,7 +142,7 @@ export class PolicyStore {
     this.pending = undefined;
     if (pending) {
       this.timer.clear(pending.handle);
-      for (const resolve of pending.waiters) resolve({ ok: false, errors: ['the policy store closed before the reload ran'] });
+      for (const resolve of pending.waiters) resolve({ ok: false, errors: [CLOSED] });
     }
   }
 
@@ -172,13 +175,13 @@ export class PolicyStore {
     try {
       policy = await this.loadOffThread(this.dir, this.closing.signal);
     } catch (err) {
-      if (this.closing.signal.aborted) return { ok: false, errors: ['the policy store closed before the reload ran'] };
+      if (this.closing.signal.aborted) return { ok: false, errors: [CLOSED] };
       if (!(err instanceof ListWorkerError)) return this.fail(trigger, err, started);
       // No worker (a thread limit, a broken install): a reload that stalls beats a policy that cannot change.
       this.logger.warn({ err, dir: this.dir }, 'list compiler thread failed; compiling the policy on the main thread');
       return this.reloadHere(trigger);
     }
-    if (this.closing.signal.aborted) return { ok: false, errors: ['the policy store closed before the reload ran'] };
+    if (this.closing.signal.aborted) return { ok: false, errors: [CLOSED] };
     return this.apply(trigger, policy, started);
   }
 

@@ -19,7 +19,7 @@ export interface RateClock {
   after(ms: number, fn: () => void): () => void;
 }
 
-export const realClock: RateClock = {
+const realClock: RateClock = {
   now: () => performance.now(),
   after(ms, fn) {
     const timer = setTimeout(fn, ms);
@@ -63,7 +63,7 @@ export class DataRateWatch {
   }
 
   /** Milliseconds (on the clock) by which `bytes` bytes must have arrived. */
-  deadline(bytes = this.options.bytes()): number {
+  private deadline(bytes: number): number {
     return this.start + (this.options.grace + bytes / this.options.minRate) * 1000;
   }
 
@@ -74,7 +74,7 @@ export class DataRateWatch {
     this.cancel = undefined;
   }
 
-  private arm(ms = this.deadline() - this.clock.now()): void {
+  private arm(ms = this.deadline(this.options.bytes()) - this.clock.now()): void {
     // At least 1 ms: a deadline already reached is checked on the next turn, never in a loop.
     this.cancel = this.clock.after(Math.max(1, ms), () => this.check());
   }

@@ -25,7 +25,7 @@ import { HoldCaps, type HoldCap } from '../tarpit/caps.js';
 import type { Trap } from '../trap/trap.js';
 import { handOver } from './hand-over.js';
 import { watchHangup } from './session.js';
-import { ConnectionLimits, type CapRefusal } from './limits.js';
+import { ConnectionLimits, type AddressCap } from './limits.js';
 import { readProxyHeader } from './proxy-header.js';
 import { RefusalLog, type RefusalReason } from './refusal-log.js';
 
@@ -111,11 +111,13 @@ zeroSeries(
 );
 zeroSeries(sessionsActive, (['vetting', 'held', 'relaying'] as const).map((state) => ({ state })));
 
-const CAP_REFUSALS: Record<CapRefusal, CapRefusalKind> = {
+const CAP_REFUSALS: Record<AddressCap, CapRefusalKind> = {
   connections: { code: 'TARPIT_ERR_TOO_MANY_CONNECTIONS', result: connectionsTotal.tally({ result: 'refused_cap' }), limit: limitHitsTotal.tally({ limit: 'connections' }), reason: 'connections' },
   per_client: { code: 'TARPIT_ERR_TOO_MANY_FROM_CLIENT', result: connectionsTotal.tally({ result: 'refused_per_client' }), limit: limitHitsTotal.tally({ limit: 'per_client' }), reason: 'per_client' },
-  reserve: { code: 'TARPIT_ERR_TOO_MANY_CONNECTIONS', result: connectionsTotal.tally({ result: 'refused_reserve' }), limit: limitHitsTotal.tally({ limit: 'reserve' }), reason: 'reserve' },
 };
+
+/** The clean reserve is met after vetting (refuseVetted counts its result): only its limit is counted here. */
+const RESERVE_HITS = limitHitsTotal.tally({ limit: 'reserve' });
 
 export class Front {
   private readonly server: Server;
@@ -180,14 +182,14 @@ export class Front {
    */
   private accept(socket: FrontSocket): Promise<void> | undefined {
     socket.on('error', ignoreError);
+    const peer = socket.remoteAddress ?? '';
     if (this.closing) {
       this.refuse(socket, 'TARPIT_ERR_SHUTTING_DOWN', 'shutting_down');
-      this.noteRefusal(socket.remoteAddress ?? '', 'shutting_down');
+      this.noteRefusal(peer, 'shutting_down');
       return undefined;
     }
     const overTotal = this.limits.admit();
-    if (overTotal !== undefined) return this.refuseAtCap(socket, socket.remoteAddress ?? '', overTotal);
-    const peer = socket.remoteAddress ?? '';
+    if (overTotal !== undefined) return this.refuseAtCap(socket, peer, overTotal);
     const proxied = this.deps.trustedProxies.has(peer);
     if (!proxied) {
       const overClient = this.limits.admitClient(peer);
@@ -255,8 +257,8 @@ export class Front {
       // The last slots are for clients we relay: one we would hold is refused there, before any banner.
       const reserve = this.limits.roomForUnrelayed();
       if (reserve !== undefined) {
-        CAP_REFUSALS.reserve.limit.inc();
-        return this.refuseVetted(socket, vetted, replyError(CAP_REFUSALS.reserve.code), 'refused_reserve', 'reserve');
+        RESERVE_HITS.inc();
+        return this.refuseVetted(socket, vetted, replyError('TARPIT_ERR_TOO_MANY_CONNECTIONS'), 'refused_reserve', 'reserve');
       }
       // Past a tarpit cap a client we would hold is refused before any banner; clean clients never get here.
       const cap = this.holdCaps.admit(remoteAddress);
@@ -344,7 +346,7 @@ export class Front {
   }
 
   /** A refusal at a cap before vetting: counted, answered, logged once per address and window. */
-  private refuseAtCap(socket: Socket, client: string, cap: CapRefusal): undefined {
+  private refuseAtCap(socket: Socket, client: string, cap: AddressCap): undefined {
     const kind = CAP_REFUSALS[cap];
     kind.limit.inc();
     kind.result.inc();

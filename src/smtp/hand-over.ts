@@ -71,10 +71,8 @@ export function handOver(server: SMTPServer, socket: Socket, options: HandOverOp
   // The one place the connection can be reached: where the client's own address bytes are kept (src/smtp/envelope.ts).
   if (created) captureWireAddresses(created);
   const ready = created?.connectionReady;
-  if (created && typeof created.send === 'function' && typeof created.close === 'function') {
-    const { send, close } = created;
-    connectionOf.set(socket, { send: (code, data) => send.call(created, code, data), close: () => close.call(created) });
-  }
+  // Called as methods (handlers.ts expire), so the connection itself serves: no wrapper per session.
+  if (created && typeof created.send === 'function' && typeof created.close === 'function') connectionOf.set(socket, created as ServerConnection);
   if (!created || typeof ready !== 'function') return false;
   created.connectionReady = () => undefined;
   ready.call(created);

@@ -30,7 +30,7 @@ import { greylistDefers } from '../policy/checks/greylist.js';
 import type { SessionOutcome } from '../state/store.js';
 
 // The outcomes of messages and recipients, and the limits a relay session meets: series from the start (zero-series.ts).
-zeroSeries(messagesTotal, (['relayed', 'tempfailed', 'rejected', 'aborted'] as const).map((result) => ({ result })));
+zeroSeries(messagesTotal, (['relayed', 'tempfailed', 'rejected'] as const).map((result) => ({ result })));
 zeroSeries(recipientsTotal, (['accepted', 'tempfailed', 'rejected'] as const).map((result) => ({ result })));
 zeroSeries(limitHitsTotal, ['recipients', 'message_size', 'bare_line_ending', 'session_time', 'data_rate'].map((limit) => ({ limit })));
 
@@ -81,7 +81,14 @@ export class RelayHandlers {
   /** Sessions that delivered at least one message (the backend said 250 to its data): their network's reputation. */
   private readonly delivered = new WeakSet<RelaySession>();
 
-  constructor(private readonly deps: HandlerDeps) {}
+  /** The client network a pool share counts (tarpit.groupIpv4/groupIpv6), built once. */
+  private readonly groups: { readonly ipv4: number; readonly ipv6: number };
+  private readonly sessionTimeReason: string;
+
+  constructor(private readonly deps: HandlerDeps) {
+    this.groups = { ipv4: deps.config.tarpit.groupIpv4, ipv6: deps.config.tarpit.groupIpv6 };
+    this.sessionTimeReason = `session open longer than limits.sessionTimeout (${deps.config.limits.sessionTimeout} s)`;
+  }
 
   /** The hooks, wrapped by the trap, ready for `new SMTPServer({...})`. */
   hooks() {
@@ -112,10 +119,8 @@ export class RelayHandlers {
   private armDeadline(rs: RelaySession): void {
     const timeout = this.deps.config.limits.sessionTimeout;
     const left = timeout * 1000 - (performance.now() - rs.policy.since);
-    const timer = setTimeout(() => this.expireGuarded(rs, 'session_time', sessionTimeReason(timeout)), Math.max(0, left));
     // The socket keeps the process alive while the session lasts; the deadline need not.
-    timer.unref();
-    rs.stopDeadline = () => clearTimeout(timer);
+    rs.deadline = setTimeout(() => this.expireGuarded(rs, 'session_time', this.sessionTimeReason), Math.max(0, left)).unref();
   }
 
   private session(session: SMTPServerSession): RelaySession {
@@ -141,7 +146,7 @@ export class RelayHandlers {
         rs.clock.replied();
         // After the hook's own reply, which smtp-server writes as soon as this promise settles.
         if (rs.timeUpAfterReply && rs.pending === 0) {
-          setImmediate(() => this.expireGuarded(rs, 'session_time', sessionTimeReason(this.deps.config.limits.sessionTimeout)));
+          setImmediate(() => this.expireGuarded(rs, 'session_time', this.sessionTimeReason));
         }
       }
     }
@@ -350,7 +355,7 @@ export class RelayHandlers {
     const error = replyError(limit === 'data_rate' ? 'TARPIT_ERR_DATA_TOO_SLOW' : owed ? 'TARPIT_ERR_SESSION_TIMEOUT_TRANSACTION' : 'TARPIT_ERR_SESSION_TIMEOUT');
     rs.limit = limit;
     rs.ending = error;
-    rs.stopDeadline?.();
+    clearTimeout(rs.deadline);
     limitHitsTotal.inc({ limit });
     rs.vetted.engine.trickled(rs.policy, reason);
     rs.cutBody?.(error);
@@ -373,7 +378,7 @@ export class RelayHandlers {
     const rs = this.sessions.get(session.id);
     if (!rs) return;
     this.sessions.delete(session.id);
-    rs.stopDeadline?.();
+    clearTimeout(rs.deadline);
     // A hook still waiting for a backend connection stops waiting: nobody is left to use it.
     if (!rs.abort.signal.aborted) rs.abort.abort(replyError('TARPIT_ERR_CLIENT_GONE'));
     this.releaseBackend(rs);
@@ -453,7 +458,7 @@ export class RelayHandlers {
       return backend;
     }
     // Allow-listed clients are not counted: a partner relay may open many sessions at once.
-    const group = rs.policy.trusted ? undefined : clientGroup(rs.address, { ipv4: this.deps.config.tarpit.groupIpv4, ipv6: this.deps.config.tarpit.groupIpv6 });
+    const group = rs.policy.trusted ? undefined : clientGroup(rs.address, this.groups);
     const backend = await this.deps.pool.acquire({ group, signal: rs.abort.signal });
     if (rs.ending !== undefined) {
       // Ended while the connection was on its way to us.
@@ -509,10 +514,6 @@ export class RelayHandlers {
 
 function replyClass(reply: Reply): 'accepted' | 'tempfailed' | 'rejected' {
   return isPositive(reply) ? 'accepted' : reply.code >= 500 ? 'rejected' : 'tempfailed';
-}
-
-function sessionTimeReason(seconds: number): string {
-  return `session open longer than limits.sessionTimeout (${seconds} s)`;
 }
 
 function isSession(value: unknown): value is SMTPServerSession {

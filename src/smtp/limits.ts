@@ -9,6 +9,8 @@
  * common case, and each must cost no more than a few comparisons.
  */
 export type CapRefusal = 'connections' | 'per_client' | 'reserve';
+/** The caps decided on the address alone, before vetting. */
+export type AddressCap = Exclude<CapRefusal, 'reserve'>;
 
 export interface ConnectionLimitsConfig {
   readonly maxConnections: number;
@@ -39,14 +41,14 @@ export class ConnectionLimits {
   }
 
   /** Counts a new socket against the total cap; undefined means admitted. */
-  admit(): CapRefusal | undefined {
+  admit(): 'connections' | undefined {
     if (this.total >= this.config.maxConnections) return 'connections';
     this.total++;
     return undefined;
   }
 
   /** Counts an admitted socket against its client's cap (after any PROXY header named the real client). */
-  admitClient(address: string): CapRefusal | undefined {
+  admitClient(address: string): 'per_client' | undefined {
     const n = this.perClient.get(address) ?? 0;
     if (n >= this.config.maxConnectionsPerClient && (n >= this.maxAllowed || !this.isAllowed(address))) return 'per_client';
     this.perClient.set(address, n + 1);

@@ -20,7 +20,8 @@ export type RefusalReason =
   | 'tarpit_memory'
   | 'shutting_down';
 
-interface Tally {
+/** An address's refusals in the window. */
+interface AddressTally {
   /** Refusals since the address's last line. */
   count: number;
   reason: RefusalReason;
@@ -34,7 +35,7 @@ export interface RefusalLogOptions {
 }
 
 export class RefusalLog {
-  private readonly tallies = new Map<string, Tally>();
+  private readonly tallies = new Map<string, AddressTally>();
   /** Refusals of addresses past `maxAddresses` this window. */
   private overflow = 0;
   private readonly maxAddresses: number;

@@ -32,9 +32,7 @@ export interface MessageRecord {
  * Whether the client hung up, per socket handed to smtp-server, keyed by the
  * session's Vetted (see watchHangup).
  */
-const hangupProbes = new WeakMap<Vetted, () => boolean>();
-/** The raw socket of each session handed to smtp-server, for ending it at a deadline (hand-over.ts serverConnection). */
-const socketsOf = new WeakMap<Vetted, Socket>();
+const watched = new WeakMap<Vetted, { readonly socket: Socket; readonly hungUp: () => boolean }>();
 
 /** Limits that end a relay session before the client does (issue 12), as smtp_tarpit_limit_hits_total names them. */
 export type SessionLimit = 'session_time' | 'data_rate';
@@ -56,8 +54,8 @@ export function watchHangup(vetted: Vetted, socket: Socket): void {
   };
   socket.prependOnceListener('end', settle);
   socket.prependOnceListener('close', settle);
-  hangupProbes.set(vetted, () => hungUp === true);
-  socketsOf.set(vetted, socket);
+  // The socket too: a deadline ends the session on it (hand-over.ts serverConnection).
+  watched.set(vetted, { socket, hungUp: () => hungUp === true });
 }
 
 /**
@@ -165,8 +163,8 @@ export class RelaySession {
   timeUpAfterReply = false;
   /** Given up once the session ended: a wait for a backend connection stops with it. */
   readonly abort = new AbortController();
-  /** Cancels the session deadline. */
-  stopDeadline: (() => void) | undefined;
+  /** The session deadline's timer (limits.sessionTimeout). */
+  deadline: NodeJS.Timeout | undefined;
   /** Stops the running message's DATA deadline and fails its body (set while a body streams). */
   cutBody: ((error: SmtpReplyError) => void) | undefined;
 
@@ -187,12 +185,12 @@ export class RelaySession {
 
   /** The socket smtp-server serves this session on (watchHangup); undefined when nothing watched it. */
   get socket(): Socket | undefined {
-    return socketsOf.get(this.vetted);
+    return watched.get(this.vetted)?.socket;
   }
 
   /** The client closed without QUIT (watchHangup); false when nothing watched its socket. */
   get hungUp(): boolean {
-    return hangupProbes.get(this.vetted)?.() ?? false;
+    return watched.get(this.vetted)?.hungUp() ?? false;
   }
 
   /** The session's standing with the policy it started with. */

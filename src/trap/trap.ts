@@ -36,13 +36,12 @@ export class Trap {
   /**
    * Records an error and turns it into the reply the client gets: its own when
    * it is an SmtpReplyError (a refusal we meant), 451 4.3.0 for anything else.
-   * A client that left (TARPIT_ERR_CLIENT_GONE) is neither counted nor logged
-   * here: it is an outcome the session's log line records as its `hangup`
+   * A client that left (TARPIT_ERR_CLIENT_GONE, an SmtpReplyError like any
+   * refusal we meant) is therefore neither counted nor logged here: it is an outcome the session's log line records as its `hangup`
    * (docs/design.md §4.6), and bots leave all day; counted, it would turn the
    * counter and its alert from "our code failed" into noise.
    */
   catch(stage: TrapStage, err: unknown, ctx: TrapContext = {}): SmtpReplyError {
-    if (isSmtpReplyError(err) && err.code === 'TARPIT_ERR_CLIENT_GONE') return err;
     if (isSmtpReplyError(err) && err.code !== 'TARPIT_ERR_INTERNAL') return err;
     handlerErrorsTotal.inc({ stage });
     this.logger.error({ err: toError(err), stage, session: ctx.sessionId }, 'trapped error');

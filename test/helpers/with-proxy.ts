@@ -11,7 +11,7 @@ import { createLogger } from '../../src/metrics/logger.js';
 import type { FaultPlan } from '../../src/smtp/faults.js';
 import { Proxy } from '../../src/smtp/proxy.js';
 import { stringify } from 'yaml';
-import { PATIENCE_MS } from './wait-for.js';
+import { PATIENCE_MS, waitFor } from './wait-for.js';
 
 export interface RunningProxy {
   readonly proxy: Proxy;
@@ -74,11 +74,7 @@ export async function startProxy(options: ProxyTestOptions): Promise<RunningProx
     logs,
     sessionLogs,
     async waitSessions(n, timeoutMs = PATIENCE_MS) {
-      const deadline = Date.now() + timeoutMs;
-      while (sessionLogs().length < n) {
-        if (Date.now() > deadline) throw new Error(`only ${sessionLogs().length} of ${n} session log lines`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitFor(() => sessionLogs().length >= n, { timeoutMs, everyMs: 20, what: `${n} session log lines`, detail: () => `only ${sessionLogs().length}` });
       return sessionLogs();
     },
     stop: () => proxy.stop(0.5),
@@ -87,13 +83,9 @@ export async function startProxy(options: ProxyTestOptions): Promise<RunningProx
 
 /** The `nth` session log line for `client`, waiting up to PATIENCE_MS for it. */
 export async function sessionOf(p: RunningProxy, client: string, nth = 1): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + PATIENCE_MS;
-  for (;;) {
-    const lines = p.sessionLogs().filter((l) => l.client === client);
-    if (lines.length >= nth) return lines[nth - 1]!;
-    if (Date.now() > deadline) throw new Error(`no session log line #${nth} for ${client}; have ${JSON.stringify(p.sessionLogs())}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const lines = () => p.sessionLogs().filter((l) => l.client === client);
+  await waitFor(() => lines().length >= nth, { everyMs: 20, what: `session log line #${nth} for ${client}`, detail: () => JSON.stringify(p.sessionLogs()) });
+  return lines()[nth - 1]!;
 }
 
 /**

@@ -146,7 +146,7 @@ class Builder {
       return;
     }
     const index = this.#push(value, line, column);
-    if (entry.hostBitsSet) this.#notes.push({ line, column, kind: 'hostBits', reason: hostBitsReason(entry) });
+    if (entry.hostBitsSet) this.#notes.push({ line, column, kind: 'hostBits', reason: hostBitsReason(entry.value, entry.prefix) });
     const v6 = this.#v6;
     const mask = ALL_128 ^ ((1n << BigInt(128 - entry.prefix)) - 1n);
     const network = words128(ip.bytes) & mask;
@@ -210,7 +210,7 @@ class Builder {
   #addIpv4(value: string, line: number, column: number, address: number, prefix: number): void {
     const index = this.#push(value, line, column);
     const network = prefix === 0 ? 0 : (address & (-1 << (32 - prefix))) >>> 0;
-    if (network !== address) this.#notes.push({ line, column, kind: 'hostBits', reason: `host bits set in ${value}; matching the whole /${prefix}` });
+    if (network !== address) this.#notes.push({ line, column, kind: 'hostBits', reason: hostBitsReason(value, prefix) });
     this.#v4.entry.push(index);
     this.#v4.network.push(network);
     this.#v4.prefix.push(prefix);

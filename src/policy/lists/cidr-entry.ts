@@ -79,8 +79,8 @@ export function compileEntry(value: string, line: number, source: string): { ent
 }
 
 /** The reason the loader and `CidrList.warnings` give for an entry with host bits set. */
-export function hostBitsReason(entry: CidrEntry): string {
-  return `host bits set in ${entry.value}; matching the whole /${entry.prefix}`;
+export function hostBitsReason(value: string, prefix: number): string {
+  return `host bits set in ${value}; matching the whole /${prefix}`;
 }
 
 function fullLength(family: 'ipv4' | 'ipv6'): number {

@@ -149,7 +149,13 @@ test('50 tricklers from 5 networks: cut off at the DATA-rate or session deadline
       // While the first wave sits in DATA (until dataGrace, 3 s, is over) and the rest trickle NOOPs, the clean client keeps relaying.
       const during: number[] = [];
       while (performance.now() - started < 8_000) during.push(await cleanMessage(p.port, `clean-${RUN}-${n++}`));
-      for (const seconds of during) assert.ok(seconds <= normal + 1, `clean message took ${seconds.toFixed(3)} s, normally ${normal.toFixed(3)} s (${backend.kind})`);
+      // A pinned pool makes a clean client wait acquireTimeout (10 s) for its 451 4.4.5 (cleanMessage asserts every 250).
+      // The typical message must stay within its normal latency plus 1 s; a single one may meet a stall of the loaded
+      // CI machine (1.7 s seen beside a 0.15 s normal), never the pool's wait.
+      const sorted = [...during].sort((a, b) => a - b);
+      const median = sorted[Math.floor(sorted.length / 2)]!;
+      assert.ok(median <= normal + 1, `clean messages took ${median.toFixed(3)} s at the median, normally ${normal.toFixed(3)} s (${backend.kind})`);
+      for (const seconds of during) assert.ok(seconds < 5, `clean message took ${seconds.toFixed(3)} s, normally ${normal.toFixed(3)} s: it waited for the pool (${backend.kind})`);
 
       const results = await bots;
       const inData = results.filter((r) => r.mail.code === 250);

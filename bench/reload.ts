@@ -5,8 +5,8 @@
  * the process grew to 1.07 GB.
  *
  * The proxy is compiled as it ships (bench/lib/build-dist.ts) and runs in
- * this process, so the event loop measured is the proxy's own; a small
- * XCLIENT-answering sink runs as a child process behind it. The policy is the
+ * this process, so the event loop measured is the proxy's own; the relay
+ * benches' C sink (bench/lib/xclient-sink.c) runs as a child process behind it. The policy is the
  * bench policy (bench/lib/bench-policies.ts) with a block.cidr of N lines
  * (default 1,000,000: /32s, /24s and some IPv6 /48s).
  *

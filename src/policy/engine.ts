@@ -250,14 +250,16 @@ export class PolicyEngine {
   /** One allowlist write for `session`'s address and, when network passes are on, its network. */
   #remember(session: SessionPolicy, what: Pick<AllowlistWrite, 'reason' | 'deferred' | 'message' | 'restartOnly'>): MaybePromise<AllowlistOutcome> {
     const policy = session.policy;
-    const network = policy.allowlistCache.network;
     const ip = parseIp(session.address);
+    const group = groupOf(session);
+    // The session's engine is this one: its network key is the one vet computed (the rate group when they coincide).
+    const key = ip === undefined ? undefined : this.#allowlistNetwork(ip, group);
     return this.state.store.allowlist(
       {
         ...what,
         client: ip === undefined ? session.address : addressKey(ip),
         ttl: policy.allowlistCache.ttl,
-        network: ip === undefined || !network.enabled ? undefined : { key: clientGroup(ip, network), ttl: network.ttl, reputationGroup: groupOf(session) },
+        network: key === undefined ? undefined : { key, ttl: policy.allowlistCache.network.ttl, reputationGroup: group },
       },
       Date.now(),
     );

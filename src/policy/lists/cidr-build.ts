@@ -232,8 +232,7 @@ class Builder {
   }
 
   #value(index: number): string {
-    const start = index === 0 ? 0 : (this.#ends[index - 1] ?? 0);
-    return String.fromCharCode(...this.#text.subarray(start, this.#ends[index]));
+    return entryText(this.#text, this.#ends, index);
   }
 
   /** Lower line first; the same line (entries from a caller) in the order given. */
@@ -415,4 +414,10 @@ export interface ListJob {
 
 export function runListJobs(jobs: readonly ListJob[]): ListOutcome[] {
   return jobs.map((job) => buildFromBytes(job.bytes, job.source, job.maxErrors));
+}
+
+/** The text of entry `index` in a list's packed entry texts (`ends`: where each ends), as the builder and the compiled list both read it. */
+export function entryText(text: Uint8Array, ends: ArrayLike<number>, index: number): string {
+  const start = index === 0 ? 0 : (ends[index - 1] ?? 0);
+  return String.fromCharCode(...text.subarray(start, ends[index]));
 }

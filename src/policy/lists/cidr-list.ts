@@ -14,7 +14,7 @@
  * or CIDR per line, `#` starts a comment, blank lines are ignored.
  */
 import { bytesToUint, parseIp, type Ip } from '../../core/ip.js';
-import { buildFromEntries, buildFromText, type CidrListData, type ListNote, type ListOutcome } from './cidr-build.js';
+import { buildFromEntries, buildFromText, entryText, type CidrListData, type ListNote, type ListOutcome } from './cidr-build.js';
 import { CidrListError, compileEntry, type CidrEntry } from './cidr-entry.js';
 
 export { CidrListError, type CidrEntry } from './cidr-entry.js';
@@ -114,9 +114,7 @@ class IndexedCidrList implements CidrList {
 
   #entry(index: number): CidrEntry {
     const { text, ends, lines } = this.#data;
-    const start = index === 0 ? 0 : (ends[index - 1] ?? 0);
-    const value = String.fromCharCode(...text.subarray(start, ends[index]));
-    return compileEntry(value, lines[index] ?? 0, this.source).entry;
+    return compileEntry(entryText(text, ends, index), lines[index] ?? 0, this.source).entry;
   }
 }
 
